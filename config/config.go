@@ -1,0 +1,84 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole of caseintake.yaml after defaults, environment
+// overrides and *_file secrets have been applied.
+type Config struct {
+	DataDir   string    `mapstructure:"data_dir"`
+	Mailboxes []Mailbox `mapstructure:"mailboxes"`
+	SMTP      SMTP      `mapstructure:"smtp"`
+	Notify    Notify    `mapstructure:"notify"`
+	API       API       `mapstructure:"api"`
+	Intake    Intake    `mapstructure:"intake"`
+	Log       Log       `mapstructure:"log"`
+}
+
+// Server is how to reach and log in to an IMAP or SMTP server.
+type Server struct {
+	Host         string `mapstructure:"host"`
+	Port         int    `mapstructure:"port"`
+	Security     string `mapstructure:"security"` // tls | starttls | none
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"password_file"`
+	CAFile       string `mapstructure:"ca_file"` // extra CA to trust (self-signed servers)
+}
+
+// Mailbox is one support mailbox read over IMAP.
+type Mailbox struct {
+	Name             string        `mapstructure:"name"`    // used in logs, metrics and case records
+	Address          string        `mapstructure:"address"` // the support address customers write to
+	IMAP             Server        `mapstructure:"imap"`
+	Folder           string        `mapstructure:"folder"`
+	ProcessedFolder  string        `mapstructure:"processed_folder"`
+	QuarantineFolder string        `mapstructure:"quarantine_folder"`
+	Idle             bool          `mapstructure:"idle"`
+	PollInterval     time.Duration `mapstructure:"poll_interval"`
+	// MaxMessageSize is the largest message (RFC822.SIZE, bytes) that is
+	// downloaded; larger ones are quarantined on the server untouched.
+	MaxMessageSize int64 `mapstructure:"max_message_size"`
+}
+
+// SMTP is the submission server notifications leave through.
+type SMTP struct {
+	Server `mapstructure:",squash"`
+	// From is the header From of every notification, e.g.
+	// "Example Support <support@example.com>".
+	From string `mapstructure:"from"`
+	// EnvelopeSender is MAIL FROM. "<>" (the default) sends the null
+	// reverse path RFC 3834 recommends for automatic mail; set the
+	// account address where the submission server insists on it.
+	EnvelopeSender string `mapstructure:"envelope_sender"`
+}
+
+// Notify lists who hears about case changes besides the requester.
+type Notify struct {
+	Team   []string `mapstructure:"team"`   // every new case and case change
+	Urgent []string `mapstructure:"urgent"` // additionally, for urgent cases
+}
+
+// API is the agents' HTTP API, which the CLI talks to.
+type API struct {
+	Listen    string `mapstructure:"listen"` // host:port or unix:/path
+	Token     string `mapstructure:"token"`
+	TokenFile string `mapstructure:"token_file"`
+}
+
+// Intake tunes how mail becomes cases.
+type Intake struct {
+	// ReopenWindow is how long after closing a reply still reopens a case;
+	// later replies open a new, linked case.
+	ReopenWindow time.Duration `mapstructure:"reopen_window"`
+	// UrgentPhrases replaces the built-in list of subject phrases that mark
+	// a case urgent ("Production Down", "Produktionsausfall", …).
+	UrgentPhrases []string `mapstructure:"urgent_phrases"`
+}
+
+// Log configures the daemon's structured logs.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // auto | json | text
+}

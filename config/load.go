@@ -1,0 +1,375 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix prefixes every environment override: smtp.port is
+// CASEINTAKE_SMTP_PORT.
+const EnvPrefix = "CASEINTAKE"
+
+// Defaults that are not obvious from the key names.
+const (
+	DefaultDataDir        = "/var/lib/caseintake"
+	DefaultAPIListen      = "127.0.0.1:8025"
+	DefaultPollInterval   = 30 * time.Second
+	DefaultMaxMessageSize = 100 << 20
+	DefaultReopenWindow   = 14 * 24 * time.Hour
+	NullEnvelopeSender    = "<>"
+)
+
+// Error is a configuration problem: every Problem names the key it is about.
+// Load returns it for anything the operator has to fix in the file or the
+// environment, so that callers can exit with the "bad config" status.
+type Error struct {
+	File     string
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("config %s: %s", e.File, strings.Join(e.Problems, "; "))
+}
+
+// Load reads the YAML file at path, applies CASEINTAKE_* environment
+// overrides and defaults, rejects unknown keys, resolves *_file secrets and
+// validates the result. Every problem found is reported, each naming its key.
+func Load(path string) (*Config, error) {
+	v := viper.NewWithOptions(
+		viper.ExperimentalBindStruct(), // env overrides for keys absent from the file
+		viper.EnvKeyReplacer(strings.NewReplacer(".", "_")),
+	)
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	v.SetEnvPrefix(EnvPrefix)
+	v.AutomaticEnv()
+	v.SetDefault("data_dir", DefaultDataDir)
+	v.SetDefault("api.listen", DefaultAPIListen)
+	v.SetDefault("smtp.security", "starttls")
+	v.SetDefault("smtp.envelope_sender", NullEnvelopeSender)
+	v.SetDefault("intake.reopen_window", DefaultReopenWindow.String())
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "auto")
+	if err := v.ReadInConfig(); err != nil {
+		var notFound *os.PathError
+		if errors.As(err, &notFound) {
+			return nil, &Error{File: path, Problems: []string{fmt.Sprintf("cannot read the file: %v", notFound.Err)}}
+		}
+		return nil, &Error{File: path, Problems: []string{"not valid YAML: " + strings.TrimPrefix(err.Error(), "While parsing config: ")}}
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		durationNeedsUnit,
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return nil, &Error{File: path, Problems: decodeProblems(err)}
+	}
+	c.applyListDefaults(v)
+	problems := c.resolveSecrets()
+	problems = append(problems, c.Validate()...)
+	if len(problems) > 0 {
+		return nil, &Error{File: path, Problems: problems}
+	}
+	return &c, nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationNeedsUnit refuses bare numbers for durations: mapstructure would
+// read "poll_interval: 30" as 30 nanoseconds.
+func durationNeedsUnit(from, to reflect.Type, data any) (any, error) {
+	if to != durationType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return nil, fmt.Errorf("a duration needs a unit (for example 30s, 5m, 336h), got the bare number %v", data)
+	}
+	return data, nil
+}
+
+var (
+	decodeKeyRE     = regexp.MustCompile(`^'([^']*)' (.*)$`)
+	unknownKeysRE   = regexp.MustCompile(`^'([^']*)' has invalid keys: (.*)$`)
+	topUnknownKeyRE = regexp.MustCompile(`^'' has invalid keys: (.*)$`)
+)
+
+// decodeProblems turns mapstructure's errors into "key: problem" lines.
+func decodeProblems(err error) []string {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "* "))
+		if line == "" || strings.HasPrefix(line, "decoding failed due to the following error") {
+			continue
+		}
+		if m := topUnknownKeyRE.FindStringSubmatch(line); m != nil {
+			for _, k := range strings.Split(m[1], ", ") {
+				out = append(out, fmt.Sprintf("%s: unknown key (check the spelling against the documented keys)", k))
+			}
+			continue
+		}
+		if m := unknownKeysRE.FindStringSubmatch(line); m != nil {
+			for _, k := range strings.Split(m[2], ", ") {
+				out = append(out, fmt.Sprintf("%s.%s: unknown key (check the spelling against the documented keys)", m[1], k))
+			}
+			continue
+		}
+		if m := decodeKeyRE.FindStringSubmatch(line); m != nil {
+			msg := m[2]
+			if i := strings.LastIndex(msg, ": "); strings.HasPrefix(msg, "error decoding") && i > 0 {
+				msg = msg[i+2:]
+			}
+			out = append(out, fmt.Sprintf("%s: %s", m[1], msg))
+			continue
+		}
+		out = append(out, line)
+	}
+	if len(out) == 0 {
+		out = []string{err.Error()}
+	}
+	return out
+}
+
+// applyListDefaults fills defaults inside the mailboxes list, which viper's
+// SetDefault and environment overrides cannot reach.
+func (c *Config) applyListDefaults(v *viper.Viper) {
+	raw, _ := v.Get("mailboxes").([]any)
+	for i := range c.Mailboxes {
+		m := &c.Mailboxes[i]
+		if m.Folder == "" {
+			m.Folder = "INBOX"
+		}
+		if m.ProcessedFolder == "" {
+			m.ProcessedFolder = "Processed"
+		}
+		if m.QuarantineFolder == "" {
+			m.QuarantineFolder = "Quarantine"
+		}
+		if m.PollInterval == 0 {
+			m.PollInterval = DefaultPollInterval
+		}
+		if m.MaxMessageSize == 0 {
+			m.MaxMessageSize = DefaultMaxMessageSize
+		}
+		if m.IMAP.Security == "" {
+			m.IMAP.Security = "tls"
+		}
+		if m.IMAP.Port == 0 {
+			m.IMAP.Port = 993
+			if m.IMAP.Security != "tls" {
+				m.IMAP.Port = 143
+			}
+		}
+		if m.IMAP.Username == "" {
+			m.IMAP.Username = m.Address
+		}
+		// idle defaults to true: only an explicit "idle: false" turns it off.
+		m.Idle = true
+		if i < len(raw) {
+			if entry, ok := raw[i].(map[string]any); ok {
+				if b, ok := entry["idle"].(bool); ok {
+					m.Idle = b
+				}
+			}
+		}
+	}
+	if c.SMTP.Port == 0 {
+		switch c.SMTP.Security {
+		case "tls":
+			c.SMTP.Port = 465
+		default:
+			c.SMTP.Port = 587
+		}
+	}
+	if c.Intake.ReopenWindow == 0 {
+		c.Intake.ReopenWindow = DefaultReopenWindow
+	}
+}
+
+// resolveSecrets reads every *_file secret. The values are never logged.
+func (c *Config) resolveSecrets() []string {
+	var problems []string
+	read := func(key, file string, dst *string) {
+		if file == "" {
+			return
+		}
+		if *dst != "" {
+			problems = append(problems, fmt.Sprintf("%s: set either %s or %s_file, not both", key, key, key))
+			return
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s_file: cannot read the secret file: %v", key, err))
+			return
+		}
+		*dst = strings.TrimRight(string(b), "\r\n")
+		if *dst == "" {
+			problems = append(problems, fmt.Sprintf("%s_file: %s is empty", key, file))
+		}
+	}
+	for i := range c.Mailboxes {
+		m := &c.Mailboxes[i]
+		read(fmt.Sprintf("mailboxes[%d].imap.password", i), m.IMAP.PasswordFile, &m.IMAP.Password)
+	}
+	read("smtp.password", c.SMTP.PasswordFile, &c.SMTP.Password)
+	read("api.token", c.API.TokenFile, &c.API.Token)
+	return problems
+}
+
+// Validate returns one line per problem, each naming its key and saying
+// what is wrong. It expects defaults and secrets to be applied (Load does).
+func (c *Config) Validate() []string {
+	var problems []string
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("data_dir", "required: the directory for the database and raw messages")
+	}
+	if len(c.Mailboxes) == 0 {
+		bad("mailboxes", "at least one mailbox is required")
+	}
+	names := map[string]bool{}
+	addresses := map[string]bool{}
+	for i, m := range c.Mailboxes {
+		k := fmt.Sprintf("mailboxes[%d]", i)
+		switch {
+		case m.Name == "":
+			bad(k+".name", "required")
+		case names[m.Name]:
+			bad(k+".name", "%q is used by another mailbox; names must be unique", m.Name)
+		case strings.ContainsAny(m.Name, "\x00/ "):
+			bad(k+".name", "%q may not contain spaces, slashes or NUL", m.Name)
+		}
+		names[m.Name] = true
+		if !validAddress(m.Address) {
+			bad(k+".address", "must be an email address such as support@example.com, got %q", m.Address)
+		} else if addresses[strings.ToLower(m.Address)] {
+			bad(k+".address", "%q is used by another mailbox", m.Address)
+		}
+		addresses[strings.ToLower(m.Address)] = true
+		problems = append(problems, validateServer(k+".imap", m.IMAP)...)
+		if m.Folder == m.ProcessedFolder || m.Folder == m.QuarantineFolder || m.ProcessedFolder == m.QuarantineFolder {
+			bad(k, "folder, processed_folder and quarantine_folder must be three different folders (got %q, %q, %q)", m.Folder, m.ProcessedFolder, m.QuarantineFolder)
+		}
+		if m.PollInterval < time.Second {
+			bad(k+".poll_interval", "must be at least 1s, got %v", m.PollInterval)
+		}
+		if m.MaxMessageSize < 0 {
+			bad(k+".max_message_size", "must be a positive number of bytes, got %d", m.MaxMessageSize)
+		}
+	}
+	problems = append(problems, validateServer("smtp", c.SMTP.Server)...)
+	if _, err := mail.ParseAddress(c.SMTP.From); err != nil {
+		bad("smtp.from", "must be an address such as \"Example Support <support@example.com>\", got %q", c.SMTP.From)
+	}
+	if s := c.SMTP.EnvelopeSender; s != NullEnvelopeSender && !validAddress(s) {
+		bad("smtp.envelope_sender", "must be \"<>\" (null sender, the default) or an address, got %q", s)
+	}
+	for _, list := range []struct {
+		key   string
+		addrs []string
+	}{{"notify.team", c.Notify.Team}, {"notify.urgent", c.Notify.Urgent}} {
+		for i, a := range list.addrs {
+			if !validAddress(a) {
+				bad(fmt.Sprintf("%s[%d]", list.key, i), "must be an email address, got %q", a)
+			}
+		}
+	}
+	problems = append(problems, validateListen(c.API.Listen)...)
+	if c.API.Token == "" {
+		bad("api.token_file", "required: the bearer token agents and the CLI use (generate one with: head -c 32 /dev/urandom | base64)")
+	} else if len(c.API.Token) < 16 {
+		bad("api.token", "too short: use at least 16 characters")
+	}
+	if c.Intake.ReopenWindow < 0 {
+		bad("intake.reopen_window", "must not be negative, got %v", c.Intake.ReopenWindow)
+	}
+	for i, p := range c.Intake.UrgentPhrases {
+		if strings.TrimSpace(p) == "" {
+			bad(fmt.Sprintf("intake.urgent_phrases[%d]", i), "empty phrase")
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "json", "text":
+	default:
+		bad("log.format", "must be auto, json or text, got %q", c.Log.Format)
+	}
+	return problems
+}
+
+func validateServer(key string, s Server) []string {
+	var problems []string
+	if strings.TrimSpace(s.Host) == "" {
+		problems = append(problems, key+".host: required")
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		problems = append(problems, fmt.Sprintf("%s.port: must be between 1 and 65535, got %d", key, s.Port))
+	}
+	switch s.Security {
+	case "tls", "starttls", "none":
+	default:
+		problems = append(problems, fmt.Sprintf("%s.security: must be tls, starttls or none, got %q", key, s.Security))
+	}
+	if strings.HasPrefix(key, "mailboxes") {
+		if s.Username == "" {
+			problems = append(problems, key+".username: required")
+		}
+		if s.Password == "" && s.PasswordFile == "" {
+			problems = append(problems, key+".password_file: required (or password)")
+		}
+	} else if s.Username != "" && s.Password == "" && s.PasswordFile == "" {
+		problems = append(problems, key+".password_file: required when username is set (or password)")
+	}
+	if s.CAFile != "" {
+		if _, err := os.Stat(s.CAFile); err != nil {
+			problems = append(problems, fmt.Sprintf("%s.ca_file: %v", key, err))
+		}
+	}
+	return problems
+}
+
+func validateListen(listen string) []string {
+	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+		if path == "" {
+			return []string{"api.listen: unix: needs a socket path, e.g. unix:/run/caseintake/api.sock"}
+		}
+		return nil
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return []string{fmt.Sprintf("api.listen: must be host:port or unix:/path, got %q", listen)}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return []string{fmt.Sprintf("api.listen: bad port in %q", listen)}
+	}
+	return nil
+}
+
+func validAddress(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && strings.Contains(a.Address, "@")
+}
+
+// Addr is host:port.
+func (s Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
