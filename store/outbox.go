@@ -1,0 +1,228 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/caseintake/caseintake/casemodel"
+)
+
+// Outbox states.
+const (
+	OutboxPending = "pending"
+	OutboxSent    = "sent"
+	OutboxFailed  = "failed"
+)
+
+// Outgoing is one notification in the transactional outbox: rendered in
+// the transaction that changed the case, sent later by the notify worker.
+type Outgoing struct {
+	Seq          uint64    `json:"seq"`
+	CaseID       uint64    `json:"case_id"`
+	Kind         string    `json:"kind"` // ack, team_new, urgent_new, reopened, ...
+	MessageID    string    `json:"message_id"`
+	Subject      string    `json:"subject"`
+	EnvelopeFrom string    `json:"envelope_from"` // "" sends the null reverse path
+	To           []string  `json:"to"`            // recipients still to deliver to
+	Data         []byte    `json:"data"`          // the whole message
+	State        string    `json:"state"`
+	Attempts     int       `json:"attempts"`
+	NextAttempt  time.Time `json:"next_attempt"`
+	LastError    string    `json:"last_error,omitempty"`
+	Delivered    []string  `json:"delivered,omitempty"`
+	Failed       []string  `json:"failed,omitempty"` // permanently refused recipients
+	CreatedAt    time.Time `json:"created_at"`
+	SentAt       time.Time `json:"sent_at,omitzero"`
+}
+
+// Enqueue adds a notification to the outbox in this transaction.
+func (t *Tx) Enqueue(o *Outgoing) error {
+	b := t.tx.Bucket(bucketOutbox)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	o.Seq = seq
+	o.State = OutboxPending
+	if o.NextAttempt.IsZero() {
+		o.NextAttempt = o.CreatedAt
+	}
+	if err := putJSON(b, u64(seq), o); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketPending).Put(u64(seq), nil)
+}
+
+// DueOutbox returns up to limit pending notifications whose next attempt is
+// due at now, oldest first, and the earliest next attempt among those not
+// yet due (zero if none).
+func (s *Store) DueOutbox(now time.Time, limit int) (due []*Outgoing, next time.Time, err error) {
+	err = s.View(func(t *Tx) error {
+		out := t.tx.Bucket(bucketOutbox)
+		return t.tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
+			var o Outgoing
+			if ok, err := getJSON(out, k, &o); err != nil || !ok {
+				return err
+			}
+			if o.NextAttempt.After(now) {
+				if next.IsZero() || o.NextAttempt.Before(next) {
+					next = o.NextAttempt
+				}
+				return nil
+			}
+			if len(due) < limit {
+				due = append(due, &o)
+			}
+			return nil
+		})
+	})
+	return due, next, err
+}
+
+// OutboxStats summarises the pending notifications.
+type OutboxStats struct {
+	Pending int
+	Oldest  time.Time
+}
+
+// OutboxStats counts pending notifications and finds the oldest.
+func (s *Store) OutboxStats() (OutboxStats, error) {
+	var st OutboxStats
+	err := s.View(func(t *Tx) error {
+		out := t.tx.Bucket(bucketOutbox)
+		return t.tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
+			var o Outgoing
+			if ok, err := getJSON(out, k, &o); err != nil || !ok {
+				return err
+			}
+			st.Pending++
+			if st.Oldest.IsZero() || o.CreatedAt.Before(st.Oldest) {
+				st.Oldest = o.CreatedAt
+			}
+			return nil
+		})
+	})
+	return st, err
+}
+
+// Delivery is the result of one attempt to send an Outgoing.
+type Delivery struct {
+	Accepted  []string          // the server took the message for these
+	Permanent map[string]string // recipient → 5xx reason: give up on them
+	// Retry is set when some recipients (To minus Accepted and Permanent)
+	// must be tried again: a 4xx, a network error or an outage.
+	Retry     error
+	NextRetry time.Time
+}
+
+// RecordDelivery applies an attempt's result in one transaction: accepted
+// recipients are marked delivered, refused ones failed (with an event on the
+// case so agents see it), and the rest stay pending until NextRetry.
+func (s *Store) RecordDelivery(seq uint64, d Delivery, now time.Time) error {
+	return s.Update(func(t *Tx) error {
+		out := t.tx.Bucket(bucketOutbox)
+		var o Outgoing
+		if ok, err := getJSON(out, u64(seq), &o); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("outbox row %d: %w", seq, ErrNotFound)
+		}
+		o.Attempts++
+		done := map[string]bool{}
+		for _, r := range d.Accepted {
+			o.Delivered = append(o.Delivered, r)
+			done[r] = true
+		}
+		for r, reason := range d.Permanent {
+			o.Failed = append(o.Failed, r)
+			done[r] = true
+			if err := t.noteFailure(o.CaseID, o.Kind, r, reason, now); err != nil {
+				return err
+			}
+		}
+		var rest []string
+		for _, r := range o.To {
+			if !done[r] {
+				rest = append(rest, r)
+			}
+		}
+		o.To = rest
+		switch {
+		case len(rest) == 0 && len(o.Delivered) > 0:
+			o.State, o.SentAt, o.LastError = OutboxSent, now, ""
+		case len(rest) == 0:
+			o.State = OutboxFailed
+			o.LastError = "every recipient refused the message"
+		default:
+			o.State = OutboxPending
+			if d.Retry != nil {
+				o.LastError = d.Retry.Error()
+			}
+			o.NextAttempt = d.NextRetry
+		}
+		if err := putJSON(out, u64(seq), &o); err != nil {
+			return err
+		}
+		if o.State != OutboxPending {
+			return t.tx.Bucket(bucketPending).Delete(u64(seq))
+		}
+		return nil
+	})
+}
+
+func (t *Tx) noteFailure(caseID uint64, kind, rcpt, reason string, now time.Time) error {
+	c, err := t.Case(caseID)
+	if err != nil {
+		return err
+	}
+	c.AddEvent(casemodel.Event{At: now, Actor: "system", Kind: "notification_failed",
+		To: rcpt, Note: fmt.Sprintf("%s notification refused: %s", kind, reason)})
+	return t.PutCase(c)
+}
+
+// Outbox returns every notification of a case, in order.
+func (s *Store) Outbox(caseID uint64) ([]*Outgoing, error) {
+	var out []*Outgoing
+	err := s.View(func(t *Tx) error {
+		return t.tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error {
+			var o Outgoing
+			if err := json.Unmarshal(v, &o); err != nil {
+				return err
+			}
+			if o.CaseID == caseID {
+				out = append(out, &o)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// AcksSince counts acknowledgements sent to rcpt at or after since.
+func (t *Tx) AcksSince(rcpt string, since time.Time) int {
+	prefix := joinKey([]byte(rcpt), nil)
+	n := 0
+	cur := t.tx.Bucket(bucketAckHistory).Cursor()
+	for k, _ := cur.Seek(append(bytes.Clone(prefix), u64(uint64(since.UnixNano()))...)); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = cur.Next() {
+		n++
+	}
+	return n
+}
+
+// RecordAck notes an acknowledgement to rcpt at now and forgets those to
+// rcpt older than keep.
+func (t *Tx) RecordAck(rcpt string, now time.Time, keep time.Duration) error {
+	b := t.tx.Bucket(bucketAckHistory)
+	prefix := joinKey([]byte(rcpt), nil)
+	limit := uint64(now.Add(-keep).UnixNano())
+	cur := b.Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8 && binary.BigEndian.Uint64(k[len(prefix):]) < limit; k, _ = cur.Seek(prefix) {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return b.Put(append(prefix, u64(uint64(now.UnixNano()))...), nil)
+}

@@ -1,0 +1,81 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+const rawDir = "raw"
+
+// RawPrefix starts every raw reference: "sha256:<hex>".
+const RawPrefix = "sha256:"
+
+// WriteRaw streams a message's exact bytes into the content-addressed raw
+// store and returns its reference ("sha256:<hex>") and size. It returns only
+// once the file and its directory are fsync'd, so a transaction that refers
+// to the reference afterwards never points at nothing. Writing the same
+// bytes twice keeps one file.
+func (s *Store) WriteRaw(r io.Reader) (ref string, size int64, err error) {
+	dir := filepath.Join(s.dir, rawDir)
+	f, err := os.CreateTemp(dir, ".incoming-")
+	if err != nil {
+		return "", 0, fmt.Errorf("raw store %s: %w", dir, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	h := sha256.New()
+	size, err = io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("raw store: write %s: %w", tmp, err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	final := s.rawPath(sum)
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		return "", 0, fmt.Errorf("raw store: %w", err)
+	}
+	if _, err := os.Stat(final); err == nil {
+		return RawPrefix + sum, size, nil // same bytes already stored durably
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", 0, fmt.Errorf("raw store: %w", err)
+	}
+	for _, d := range []string{filepath.Dir(final), dir} {
+		if err := syncDir(d); err != nil {
+			return "", 0, fmt.Errorf("raw store: fsync %s: %w", d, err)
+		}
+	}
+	return RawPrefix + sum, size, nil
+}
+
+// OpenRaw opens the stored bytes of ref for reading.
+func (s *Store) OpenRaw(ref string) (*os.File, error) {
+	sum, ok := strings.CutPrefix(ref, RawPrefix)
+	if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("raw store: bad reference %q", ref)
+	}
+	return os.Open(s.rawPath(sum))
+}
+
+func (s *Store) rawPath(sum string) string {
+	return filepath.Join(s.dir, rawDir, sum[:2], sum)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket layout. Numeric keys are big-endian uint64 so cursors walk in order.
+var (
+	bucketMeta       = []byte("meta")           // "schema_version" -> u64
+	bucketCases      = []byte("cases")          // case ID -> casemodel.Case JSON
+	bucketByStatus   = []byte("by_status")      // status 0x00 case ID -> ""
+	bucketByMsgID    = []byte("by_msgid")       // Message-ID (incoming and ours) -> case ID
+	bucketDecisions  = []byte("decisions")      // seq -> Decision JSON
+	bucketByMsgKey   = []byte("by_msgkey")      // message key -> seq of its deciding record
+	bucketTrace      = []byte("trace")          // Message-ID 0x00 seq -> "" (every record, for trace)
+	bucketByUID      = []byte("by_uid")         // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
+	bucketCursors    = []byte("imap_cursor")    // mailbox name -> Cursor JSON
+	bucketOutbox     = []byte("outbox")         // seq -> Outgoing JSON
+	bucketPending    = []byte("outbox_pending") // seq -> "" while not sent or failed
+	bucketAckHistory = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
+	allBuckets       = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
+		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketPending, bucketAckHistory}
+)
+
+const schemaVersion = 1
+
+// DBFile is the database's name inside data_dir.
+const DBFile = "caseintake.db"
+
+// ErrLocked means another process (usually a running daemon) holds the database.
+var ErrLocked = errors.New("database is locked by another process")
+
+// ErrNotFound is returned for an unknown case.
+var ErrNotFound = errors.New("not found")
+
+// Store is the open database and raw-message directory under one data_dir.
+type Store struct {
+	db  *bolt.DB
+	dir string
+}
+
+// Open opens (or creates) the store in dataDir. A second process gets an
+// error wrapping ErrLocked within two seconds instead of waiting forever; a
+// file that is not a caseintake database is refused and left untouched.
+func Open(dataDir string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(dataDir, rawDir), 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", dataDir, err)
+	}
+	path := filepath.Join(dataDir, DBFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open %s: %w (is caseintake already running with this data_dir?)", path, ErrLocked)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("open %s: not a usable caseintake database (%v); it was left untouched: restore it from a backup or move it away to start empty", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get([]byte("schema_version")); v != nil {
+			if got := binary.BigEndian.Uint64(v); got != schemaVersion {
+				return fmt.Errorf("schema version %d, this caseintake understands %d", got, schemaVersion)
+			}
+			return nil
+		}
+		return meta.Put([]byte("schema_version"), u64(schemaVersion))
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &Store{db: db, dir: dataDir}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Check runs bbolt's consistency check and returns every problem found.
+func (s *Store) Check() []error {
+	var errs []error
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	return errs
+}
+
+// Update runs fn in one write transaction, committed (and fsync'd) when fn
+// returns nil. fn must not do network I/O.
+func (s *Store) Update(fn func(*Tx) error) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// View runs fn in a read-only transaction. Keep it short.
+func (s *Store) View(fn func(*Tx) error) error {
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// Tx is a transaction with typed accessors.
+type Tx struct{ tx *bolt.Tx }
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, buf)
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("decode %s/%x: %w", "record", key, err)
+	}
+	return true, nil
+}
+
+// joinKey builds index keys "a 0x00 b 0x00 c".
+func joinKey(parts ...[]byte) []byte {
+	var k []byte
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}

@@ -1,0 +1,292 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caseintake/caseintake/casemodel"
+)
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSecondOpenFailsFastWithLockedError(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	_, err = Open(dir)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second Open = %v, want ErrLocked naming the cause", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("second Open took %v", time.Since(start))
+	}
+}
+
+func TestCorruptDatabaseRefusedAndKept(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, DBFile)
+	garbage := bytes.Repeat([]byte("not a database "), 2000)
+	if err := os.WriteFile(path, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir)
+	if err == nil || !strings.Contains(err.Error(), "left untouched") {
+		t.Fatalf("Open(corrupt) = %v", err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(after, garbage) {
+		t.Fatal("corrupt database was modified")
+	}
+}
+
+func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
+	s := openTest(t)
+	msg := "Subject: hi\r\n\r\nbody\r\n"
+	ref, size, err := s.WriteRaw(strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size != int64(len(msg)) || !strings.HasPrefix(ref, RawPrefix) {
+		t.Fatalf("ref=%s size=%d", ref, size)
+	}
+	ref2, _, err := s.WriteRaw(strings.NewReader(msg))
+	if err != nil || ref2 != ref {
+		t.Fatalf("same bytes: ref %s vs %s, %v", ref2, ref, err)
+	}
+	f, err := s.OpenRaw(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, _ := io.ReadAll(f)
+	if string(got) != msg {
+		t.Fatalf("raw = %q", got)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(s.Dir(), rawDir, ".incoming-*"))
+	if len(tmps) != 0 {
+		t.Fatalf("temp files left: %v", tmps)
+	}
+	if _, err := s.OpenRaw("sha256:../../etc/passwd"); err == nil {
+		t.Fatal("OpenRaw accepted a path")
+	}
+}
+
+func TestPutCaseKeepsStatusIndexInStep(t *testing.T) {
+	s := openTest(t)
+	var ids []uint64
+	err := s.Update(func(tx *Tx) error {
+		for i := 0; i < 3; i++ {
+			id, err := tx.NewCaseID()
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			if err := tx.PutCase(casemodel.New(id, "subject", "a@example.com", "", "support", casemodel.Normal, t0)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] != 1 || ids[2] != 3 {
+		t.Fatalf("ids = %v, want 1..3", ids)
+	}
+	err = s.Update(func(tx *Tx) error {
+		c, err := tx.Case(2)
+		if err != nil {
+			return err
+		}
+		c.SetStatus(casemodel.InProgress, "agent:ann", "", t0)
+		return tx.PutCase(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, _ := s.ListCases(Filter{Status: casemodel.Open})
+	inProgress, _ := s.ListCases(Filter{Status: casemodel.InProgress})
+	if len(open) != 2 || open[0].ID != 3 || open[1].ID != 1 {
+		t.Fatalf("open = %v", caseIDs(open))
+	}
+	if len(inProgress) != 1 || inProgress[0].ID != 2 {
+		t.Fatalf("in_progress = %v", caseIDs(inProgress))
+	}
+	counts, _ := s.CountByStatus()
+	if counts[casemodel.Open] != 2 || counts[casemodel.InProgress] != 1 {
+		t.Fatalf("counts = %v", counts)
+	}
+	page, _ := s.ListCases(Filter{Limit: 1, Offset: 1})
+	if len(page) != 1 || page[0].ID != 2 {
+		t.Fatalf("page = %v", caseIDs(page))
+	}
+	if errs := s.Check(); len(errs) > 0 {
+		t.Fatalf("bbolt check: %v", errs)
+	}
+}
+
+func TestFailedTransactionRollsBackCaseSequence(t *testing.T) {
+	s := openTest(t)
+	boom := errors.New("boom")
+	err := s.Update(func(tx *Tx) error {
+		if _, err := tx.NewCaseID(); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	_ = s.Update(func(tx *Tx) error {
+		id, err := tx.NewCaseID()
+		if id != 1 {
+			t.Errorf("after rollback NewCaseID = %d, want 1", id)
+		}
+		return err
+	})
+}
+
+func TestDecisionIndexes(t *testing.T) {
+	s := openTest(t)
+	first := &Decision{Mailbox: "support", UIDValidity: 7, UID: 3, MessageID: "a@x", MessageKey: "a@x", Outcome: OutcomeNewCase, CaseID: 1}
+	dup := &Decision{Mailbox: "sales", UIDValidity: 9, UID: 1, MessageID: "a@x", MessageKey: "a@x", Outcome: OutcomeIgnored + ":duplicate", CaseID: 1}
+	err := s.Update(func(tx *Tx) error {
+		if err := tx.RecordDecision(first); err != nil {
+			return err
+		}
+		return tx.RecordDecision(dup)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.View(func(tx *Tx) error {
+		d, err := tx.DecisionByKey("a@x")
+		if err != nil || d == nil || d.Seq != first.Seq {
+			t.Errorf("DecisionByKey = %+v, %v; want the deciding record", d, err)
+		}
+		return nil
+	})
+	if d, _ := s.DecisionByUID("sales", 9, 1); d == nil || d.Seq != dup.Seq {
+		t.Errorf("DecisionByUID(sales) = %+v", d)
+	}
+	if d, _ := s.DecisionByUID("support", 8, 3); d != nil {
+		t.Errorf("another UIDVALIDITY must not match: %+v", d)
+	}
+	trace, _ := s.Trace("a@x")
+	if len(trace) != 2 {
+		t.Fatalf("trace = %d records", len(trace))
+	}
+}
+
+func TestOutboxDelivery(t *testing.T) {
+	s := openTest(t)
+	err := s.Update(func(tx *Tx) error {
+		if err := tx.PutCase(casemodel.New(1, "s", "a@example.com", "", "support", casemodel.Normal, t0)); err != nil {
+			return err
+		}
+		return tx.Enqueue(&Outgoing{CaseID: 1, Kind: "team_new", To: []string{"t1@example.com", "t2@example.com", "t3@example.com"}, CreatedAt: t0})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, _, _ := s.DueOutbox(t0, 10)
+	if len(due) != 1 {
+		t.Fatalf("due = %d", len(due))
+	}
+	seq := due[0].Seq
+	// t1 accepted, t2 refused for good, t3 deferred.
+	err = s.RecordDelivery(seq, Delivery{
+		Accepted:  []string{"t1@example.com"},
+		Permanent: map[string]string{"t2@example.com": "550 no such user"},
+		Retry:     errors.New("452 mailbox full"), NextRetry: t0.Add(time.Minute),
+	}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if due, next, _ := s.DueOutbox(t0, 10); len(due) != 0 || !next.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("before retry: due=%d next=%v", len(due), next)
+	}
+	due, _, _ = s.DueOutbox(t0.Add(time.Minute), 10)
+	if len(due) != 1 || strings.Join(due[0].To, ",") != "t3@example.com" || due[0].Attempts != 1 {
+		t.Fatalf("retry row = %+v", due)
+	}
+	if err := s.RecordDelivery(seq, Delivery{Accepted: []string{"t3@example.com"}}, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := s.Outbox(1)
+	if len(rows) != 1 || rows[0].State != OutboxSent || len(rows[0].Failed) != 1 || len(rows[0].Delivered) != 2 {
+		t.Fatalf("row = %+v", rows[0])
+	}
+	st, _ := s.OutboxStats()
+	if st.Pending != 0 {
+		t.Fatalf("pending = %d", st.Pending)
+	}
+	c, _ := s.GetCase(1)
+	last := c.Events[len(c.Events)-1]
+	if last.Kind != "notification_failed" || last.To != "t2@example.com" || !strings.Contains(last.Note, "550") {
+		t.Fatalf("case event = %+v", last)
+	}
+}
+
+func TestAckHistory(t *testing.T) {
+	s := openTest(t)
+	_ = s.Update(func(tx *Tx) error {
+		for i := range 5 {
+			if err := tx.RecordAck("a@example.com", t0.Add(time.Duration(i)*20*time.Minute), time.Hour); err != nil {
+				return err
+			}
+		}
+		return tx.RecordAck("b@example.com", t0, time.Hour)
+	})
+	_ = s.View(func(tx *Tx) error {
+		// acks at 0, 20, 40, 60, 80 min; the first two were pruned by later writes.
+		if n := tx.AcksSince("a@example.com", t0.Add(30*time.Minute)); n != 3 {
+			t.Errorf("AcksSince = %d, want 3", n)
+		}
+		if n := tx.AcksSince("b@example.com", t0.Add(-time.Minute)); n != 1 {
+			t.Errorf("AcksSince(b) = %d, want 1", n)
+		}
+		return nil
+	})
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	s := openTest(t)
+	if c, err := s.LoadCursor("support"); err != nil || c != (Cursor{}) {
+		t.Fatalf("empty cursor = %+v, %v", c, err)
+	}
+	if err := s.SaveCursor("support", Cursor{UIDValidity: 5, LastUID: 42}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.LoadCursor("support"); c.LastUID != 42 || c.UIDValidity != 5 {
+		t.Fatalf("cursor = %+v", c)
+	}
+}
+
+func caseIDs(cs []*casemodel.Case) []uint64 {
+	var out []uint64
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
