@@ -1,0 +1,135 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caseintake/caseintake/casemodel"
+	"github.com/caseintake/caseintake/store"
+)
+
+// Client talks to a running daemon's API.
+type Client struct {
+	listen string
+	base   string
+	token  string
+	http   *http.Client
+}
+
+// NewClient returns a client for the daemon listening on listen (host:port
+// or unix:/path, as in api.listen).
+func NewClient(listen, token string) *Client {
+	tr := &http.Transport{}
+	base := "http://" + listen
+	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+		base = "http://caseintake"
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
+	return &Client{listen: listen, base: base, token: token, http: &http.Client{Transport: tr, Timeout: time.Minute}}
+}
+
+// Error is an error answer from the daemon.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			return fmt.Errorf("cannot reach caseintake at %s: is the service running? (%v)", c.listen, opErr.Err)
+		}
+		return fmt.Errorf("cannot reach caseintake at %s: %w", c.listen, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var eb errorBody
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
+		if eb.Error == "" {
+			eb.Error = resp.Status
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			eb.Error += " (the CLI reads the token from api.token_file of the same config)"
+		}
+		return &Error{Status: resp.StatusCode, Message: eb.Error}
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// ListCases lists cases matching f.
+func (c *Client) ListCases(ctx context.Context, f store.Filter) ([]*casemodel.Case, error) {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("status", string(f.Status))
+	set("priority", string(f.Priority))
+	set("assignee", f.Assignee)
+	set("requester", f.Requester)
+	set("q", f.Text)
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if f.Offset > 0 {
+		q.Set("offset", strconv.Itoa(f.Offset))
+	}
+	var out []*casemodel.Case
+	err := c.do(ctx, http.MethodGet, "/api/v1/cases?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+// Case returns one case with its notifications.
+func (c *Client) Case(ctx context.Context, id uint64) (*CaseView, error) {
+	var out CaseView
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/cases/%d", id), nil, &out)
+	return &out, err
+}
+
+// SetStatus changes a case's status as an agent.
+func (c *Client) SetStatus(ctx context.Context, id uint64, req StatusRequest) (*casemodel.Case, error) {
+	var out casemodel.Case
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/cases/%d/status", id), req, &out)
+	return &out, err
+}
+
+// Trace returns every decision recorded about a Message-ID.
+func (c *Client) Trace(ctx context.Context, messageID string) ([]*store.Decision, error) {
+	var out []*store.Decision
+	err := c.do(ctx, http.MethodGet, "/api/v1/trace?message_id="+url.QueryEscape(messageID), nil, &out)
+	return out, err
+}

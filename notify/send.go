@@ -1,0 +1,169 @@
+package notify
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/caseintake/caseintake/config"
+)
+
+// Sender submits messages to the configured SMTP server.
+type Sender struct {
+	cfg config.SMTP
+	tls *tls.Config
+}
+
+// NewSender prepares a sender for cfg (reading its ca_file).
+func NewSender(cfg config.SMTP) (*Sender, error) {
+	t, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("smtp.%w", err)
+	}
+	return &Sender{cfg: cfg, tls: t}, nil
+}
+
+// Result is the outcome of one SMTP transaction.
+type Result struct {
+	Accepted  []string
+	Permanent map[string]string // recipient → 5xx answer
+	// Temporary is set when the transaction did not go through for the
+	// recipients not listed above: a 4xx, a network error or an outage.
+	Temporary error
+}
+
+// dial connects and, when configured, authenticates. ctx bounds the whole
+// session: the client has no context support, so it is closed on ctx's end.
+func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
+	addr := s.cfg.Addr()
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	var (
+		conn net.Conn
+		err  error
+	)
+	if s.cfg.Security == "tls" {
+		conn, err = (&tls.Dialer{NetDialer: d, Config: s.tls}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("smtp %s: %w", addr, describeNetErr(err))
+	}
+	var c *smtp.Client
+	if s.cfg.Security == "starttls" {
+		if c, err = smtp.NewClientStartTLS(conn, s.tls); err != nil {
+			return nil, nil, fmt.Errorf("smtp %s: starttls: %w", addr, describeNetErr(err))
+		}
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	c.CommandTimeout = time.Minute
+	c.SubmissionTimeout = 5 * time.Minute
+	done := func() { stop(); c.Close() }
+	if s.cfg.Username != "" {
+		if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
+			done()
+			return nil, nil, fmt.Errorf("smtp %s: authentication as %s failed: %w", addr, s.cfg.Username, err)
+		}
+	}
+	return c, done, nil
+}
+
+// Send submits data to the recipients, one RCPT at a time so that each
+// recipient's answer is known: the message goes to those accepted even when
+// others are refused.
+func (s *Sender) Send(ctx context.Context, envFrom string, to []string, data []byte) Result {
+	res := Result{Permanent: map[string]string{}}
+	c, done, err := s.dial(ctx)
+	if err != nil {
+		res.Temporary = err
+		return res
+	}
+	defer done()
+	if err := c.Mail(envFrom, nil); err != nil {
+		if Permanent(err) {
+			for _, r := range to {
+				res.Permanent[r] = "MAIL FROM refused: " + err.Error()
+			}
+			return res
+		}
+		res.Temporary = fmt.Errorf("MAIL FROM: %w", err)
+		return res
+	}
+	var accepted []string
+	var tempErr error
+	for _, r := range to {
+		if err := c.Rcpt(r, nil); err != nil {
+			if Permanent(err) {
+				res.Permanent[r] = err.Error()
+			} else if tempErr == nil {
+				tempErr = fmt.Errorf("RCPT TO:<%s>: %w", r, err)
+			}
+			continue
+		}
+		accepted = append(accepted, r)
+	}
+	if len(accepted) == 0 {
+		res.Temporary = tempErr
+		_ = c.Reset()
+		return res
+	}
+	w, err := c.Data()
+	if err == nil {
+		if _, err = w.Write(data); err == nil {
+			err = w.Close()
+		} else {
+			w.Close()
+		}
+	}
+	if err != nil {
+		if Permanent(err) {
+			for _, r := range accepted {
+				res.Permanent[r] = "DATA refused: " + err.Error()
+			}
+		} else {
+			res.Temporary = fmt.Errorf("DATA: %w", err)
+		}
+		return res
+	}
+	res.Accepted = accepted
+	res.Temporary = tempErr
+	_ = c.Quit()
+	return res
+}
+
+// Permanent reports whether err is an SMTP 5xx answer: retrying is pointless.
+func Permanent(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && !se.Temporary()
+}
+
+// describeNetErr turns TLS verification errors into advice.
+func describeNetErr(err error) error {
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return fmt.Errorf("TLS certificate not trusted (%v): fix the server's certificate or set ca_file to the CA that signed it", certErr.Err)
+	}
+	return err
+}
+
+// Check connects, says EHLO, upgrades to TLS and authenticates as the
+// daemon would, without sending anything. Each problem is one line.
+func (s *Sender) Check(ctx context.Context) error {
+	c, done, err := s.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := c.Noop(); err != nil {
+		return fmt.Errorf("smtp %s: %w", s.cfg.Addr(), err)
+	}
+	return c.Quit()
+}

@@ -1,0 +1,125 @@
+package notify
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/caseintake/caseintake/store"
+)
+
+// Backoff bounds for retrying a notification after a 4xx or network error.
+const (
+	minBackoff = 5 * time.Second
+	maxBackoff = 30 * time.Minute
+	batchSize  = 50
+	// idleRecheck is how often the worker looks at the outbox when nothing
+	// kicked it, in case a kick was lost.
+	idleRecheck = 30 * time.Second
+)
+
+// Worker delivers the outbox.
+type Worker struct {
+	store  *store.Store
+	sender *Sender
+	log    *slog.Logger
+	kick   chan struct{}
+	now    func() time.Time
+}
+
+// NewWorker returns a worker delivering st's outbox through sender.
+func NewWorker(st *store.Store, sender *Sender, log *slog.Logger) *Worker {
+	return &Worker{store: st, sender: sender, log: log, kick: make(chan struct{}, 1), now: time.Now}
+}
+
+// Kick tells the worker there is new mail in the outbox.
+func (w *Worker) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx ends. A notification in flight when ctx ends is
+// abandoned before being marked sent, so it is sent again at the next start
+// (with the same Message-ID) rather than lost.
+func (w *Worker) Run(ctx context.Context) error {
+	for {
+		next := w.deliverDue(ctx)
+		wait := idleRecheck
+		if !next.IsZero() {
+			wait = min(max(next.Sub(w.now()), 0), idleRecheck)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-w.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// deliverDue sends every due notification and returns when the next
+// pending one falls due (zero if none is waiting).
+func (w *Worker) deliverDue(ctx context.Context) time.Time {
+	for ctx.Err() == nil {
+		due, next, err := w.store.DueOutbox(w.now(), batchSize)
+		if err != nil {
+			w.log.Error("outbox: cannot read pending notifications", "err", err)
+			return w.now().Add(minBackoff)
+		}
+		if len(due) == 0 {
+			return next
+		}
+		for _, o := range due {
+			if ctx.Err() != nil {
+				return time.Time{}
+			}
+			w.deliver(ctx, o)
+		}
+	}
+	return time.Time{}
+}
+
+func (w *Worker) deliver(ctx context.Context, o *store.Outgoing) {
+	sendCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	res := w.sender.Send(sendCtx, o.EnvelopeFrom, o.To, o.Data)
+	cancel()
+	if ctx.Err() != nil && len(res.Accepted) == 0 {
+		return // shutting down: leave it pending
+	}
+	now := w.now()
+	d := store.Delivery{Accepted: res.Accepted, Permanent: res.Permanent, Retry: res.Temporary}
+	log := w.log.With("case", o.CaseID, "kind", o.Kind, "message_id", o.MessageID, "attempt", o.Attempts+1)
+	if res.Temporary != nil {
+		d.NextRetry = now.Add(Backoff(o.Attempts + 1))
+		log.Warn("notification delayed; will retry", "err", res.Temporary, "retry_at", d.NextRetry.Format(time.RFC3339))
+	}
+	for r, reason := range res.Permanent {
+		log.Error("notification refused permanently", "rcpt", r, "reason", reason)
+	}
+	if len(res.Accepted) > 0 {
+		log.Info("notification sent", "to", res.Accepted)
+	}
+	if err := w.store.RecordDelivery(o.Seq, d, now); err != nil {
+		// The server has the message but we could not record it: it will
+		// be sent again with the same Message-ID, which receivers dedupe.
+		log.Error("outbox: cannot record delivery", "err", err)
+	}
+}
+
+// Backoff is the wait before attempt n+1: exponential from 5 s, capped at
+// 30 min, with ±20 % jitter so that many delayed rows do not retry in step.
+func Backoff(attempt int) time.Duration {
+	d := minBackoff
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxBackoff)
+	jitter := time.Duration(rand.Int64N(int64(d)/5*2+1)) - d/5
+	return d + jitter
+}
