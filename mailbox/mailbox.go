@@ -1,0 +1,94 @@
+package mailbox
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Incoming is one message found in the mailbox's folder.
+type Incoming struct {
+	Mailbox      string // config name
+	UIDValidity  uint32
+	UID          uint32
+	MessageID    string // from ENVELOPE, for logs only; may be ""
+	Size         int64  // RFC822.SIZE
+	InternalDate time.Time
+	// Body streams the exact bytes of BODY.PEEK[] straight from the
+	// connection; the worker never buffers the message whole. It is valid
+	// only until Handle returns (reads after that fail), and a read error
+	// means the connection broke: the message will be offered again. Body
+	// is nil when Oversize.
+	Body io.Reader
+	// Oversize reports Size > MaxMessageSize: the message was not
+	// downloaded.
+	Oversize bool
+}
+
+// Action is what the worker does with a message after Handle.
+type Action int
+
+const (
+	// Ack means the message's effect is committed: move it to the
+	// processed folder.
+	Ack Action = iota
+	// Quarantine moves the message to the quarantine folder.
+	Quarantine
+	// Retry leaves the message where it is; it is offered again on the
+	// next poll cycle (not sooner).
+	Retry
+)
+
+// String returns "ack", "quarantine", "retry" or "Action(n)".
+func (a Action) String() string {
+	switch a {
+	case Ack:
+		return "ack"
+	case Quarantine:
+		return "quarantine"
+	case Retry:
+		return "retry"
+	}
+	return "Action(" + strconv.Itoa(int(a)) + ")"
+}
+
+// Disposition is a Handler's verdict on one message.
+type Disposition struct {
+	Action Action
+	Reason string // logged; required in spirit for Quarantine and Retry
+}
+
+// Handler receives the messages of a mailbox, one at a time, in UID
+// order. Handle must return only once the message's effect is durable when
+// it answers Ack: the message leaves the folder right afterwards.
+//
+// ctx ends when the poll step's deadline passes, or about 10 s after the
+// worker was asked to stop (so that a message in hand can be finished). A
+// panic in Handle is recovered and the message quarantined.
+type Handler interface {
+	Handle(ctx context.Context, in *Incoming) Disposition
+}
+
+// Cursor is persisted per mailbox between polls and restarts: every
+// message of the folder with UIDVALIDITY UIDValidity and a UID up to and
+// including LastUID has been acknowledged or quarantined.
+type Cursor struct {
+	UIDValidity uint32
+	LastUID     uint32
+}
+
+// CursorStore keeps the Cursor of each mailbox (by config name). A mailbox
+// never seen before loads as the zero Cursor without error.
+type CursorStore interface {
+	LoadCursor(mailbox string) (Cursor, error)
+	SaveCursor(mailbox string, c Cursor) error
+}
+
+// Status is a snapshot of a Worker's health.
+type Status struct {
+	Connected  bool      // logged in and polling (or idling)
+	LastPoll   time.Time // end of the last successful poll cycle
+	LastError  string    // most recent error, kept after recovery; "" if none yet
+	Reconnects int       // connections established after the first one
+}

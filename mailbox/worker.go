@@ -1,0 +1,682 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/caseintake/caseintake/config"
+)
+
+const (
+	defaultPollInterval = 30 * time.Second
+	minStepTimeout      = 2 * time.Minute
+	defaultBackoffMin   = time.Second
+	defaultBackoffMax   = 5 * time.Minute
+	defaultStopGrace    = 10 * time.Second
+	// defaultBatch bounds the UIDs taken per poll cycle, so that the
+	// metadata fetch stays small; a full batch is followed at once by the
+	// next one.
+	defaultBatch = 200
+)
+
+var (
+	errStepDeadline = errors.New("server did not answer before the poll deadline; connection closed")
+	errStopGrace    = errors.New("stop grace period over")
+	errBodyClosed   = errors.New("mailbox: Incoming.Body read after Handle returned")
+	errServerClosed = errors.New("connection closed by the server")
+)
+
+// Worker reads one configured mailbox: it hands every new message of the
+// folder to a Handler and acknowledges, quarantines or leaves it as the
+// Handler says. Create it with NewWorker and call Run once.
+type Worker struct {
+	cfg  config.Mailbox
+	h    Handler
+	cs   CursorStore
+	log  *slog.Logger
+	kick chan struct{}
+
+	// Timings; the package's tests shorten some of them.
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	stopGrace   time.Duration
+	stepTimeout time.Duration
+	batch       int
+	// event, when set, is told "connected", "disconnected" and "cycle"
+	// (after each successful poll cycle). Test hook.
+	event func(string)
+
+	mu sync.Mutex
+	st Status
+}
+
+// withDefaults fills what a hand-built config may leave empty. The config
+// loader normally sets these already.
+func withDefaults(cfg config.Mailbox) config.Mailbox {
+	if cfg.Folder == "" {
+		cfg.Folder = "INBOX"
+	}
+	if cfg.ProcessedFolder == "" {
+		cfg.ProcessedFolder = "Processed"
+	}
+	if cfg.QuarantineFolder == "" {
+		cfg.QuarantineFolder = "Quarantine"
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = defaultPollInterval
+	}
+	return cfg
+}
+
+// NewWorker returns a worker for one mailbox. Empty folder names default
+// to INBOX, Processed and Quarantine, a zero PollInterval to 30 s, and
+// MaxMessageSize ≤ 0 means no limit. log may be nil.
+func NewWorker(cfg config.Mailbox, h Handler, cs CursorStore, log *slog.Logger) *Worker {
+	cfg = withDefaults(cfg)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{
+		cfg:         cfg,
+		h:           h,
+		cs:          cs,
+		log:         log.With("mailbox", cfg.Name),
+		kick:        make(chan struct{}, 1),
+		backoffMin:  defaultBackoffMin,
+		backoffMax:  defaultBackoffMax,
+		stopGrace:   defaultStopGrace,
+		stepTimeout: max(2*cfg.PollInterval, minStepTimeout),
+		batch:       defaultBatch,
+	}
+}
+
+// Kick makes the worker poll now: it ends an idle or sleep at once, and
+// cuts short a wait before reconnecting. It never blocks.
+func (w *Worker) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns a snapshot of the worker's health.
+func (w *Worker) Status() Status {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st
+}
+
+func (w *Worker) emit(ev string) {
+	if w.event != nil {
+		w.event(ev)
+	}
+}
+
+// Run reads the mailbox until ctx is done and then returns nil. Connection
+// problems are logged and retried with capped exponential backoff; they
+// never end Run. Call Run once per Worker.
+func (w *Worker) Run(ctx context.Context) error {
+	var (
+		delay   time.Duration
+		lastLog string // error text last logged at warn level
+		rs      runState
+	)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		connected, healthy, err := w.session(ctx, &rs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil { // cannot happen: a session ends with an error or ctx
+			err = errors.New("session ended")
+		}
+		if healthy {
+			delay, rs.attempts, lastLog = 0, 0, ""
+		}
+		rs.attempts++
+		// Connecting and failing before the first cycle, again and again
+		// (say, the folder is missing), is one state: log it once.
+		rs.flapping = connected && !healthy
+		delay = min(max(2*delay, w.backoffMin), w.backoffMax)
+		wait := jitter(delay)
+
+		w.mu.Lock()
+		w.st.Connected = false
+		w.st.LastError = err.Error()
+		w.mu.Unlock()
+		w.emit("disconnected")
+
+		// Log when the state or the error changes, not on every attempt.
+		attrs := []any{"server", serverAddr(w.cfg.IMAP), "err", err, "attempt", rs.attempts, "retry_in", wait.Round(time.Millisecond)}
+		if err.Error() != lastLog {
+			w.log.Warn(failureMessage(connected, err), attrs...)
+			lastLog = err.Error()
+		} else {
+			w.log.Debug(failureMessage(connected, err)+" (again)", attrs...)
+		}
+
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-w.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func failureMessage(connected bool, err error) string {
+	var (
+		imapErr *imap.Error
+		dialErr *dialError
+	)
+	switch {
+	case errors.As(err, &dialErr):
+		return "cannot connect to IMAP server"
+	case errors.As(err, &imapErr):
+		return "IMAP server refused a command; reconnecting"
+	case connected:
+		return "IMAP connection lost"
+	default:
+		return "mailbox worker failed"
+	}
+}
+
+// jitter spreads d over ±20 %.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// sess is one logged-in connection.
+type sess struct {
+	c       *imapclient.Client
+	caps    imap.CapSet
+	newMail chan struct{}
+	cur     Cursor // in memory, ahead of saved when a save failed
+	saved   Cursor
+}
+
+// runState is what Run remembers between sessions.
+type runState struct {
+	ever     bool // connected at least once
+	attempts int  // failed sessions since the last healthy one
+	flapping bool // the last session connected but failed before a cycle
+}
+
+// session connects and polls until the connection fails or ctx ends.
+// connected reports that login and setup succeeded, healthy that at least
+// one poll cycle completed.
+func (w *Worker) session(ctx context.Context, rs *runState) (connected, healthy bool, err error) {
+	cur, err := w.cs.LoadCursor(w.cfg.Name)
+	if err != nil {
+		return false, false, fmt.Errorf("load cursor: %w", err)
+	}
+	s := &sess{newMail: make(chan struct{}, 1), cur: cur, saved: cur}
+
+	sctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
+	s.c, s.caps, err = dial(sctx, w.cfg.IMAP, s.newMail)
+	if err == nil {
+		err = w.prepare(sctx, s)
+	}
+	cancel()
+	if err != nil {
+		return false, false, err
+	}
+	defer s.c.Close()
+
+	w.mu.Lock()
+	w.st.Connected = true
+	if rs.ever {
+		w.st.Reconnects++
+	}
+	w.mu.Unlock()
+	idle := w.cfg.Idle && s.caps.Has(imap.CapIdle)
+	attrs := []any{"server", serverAddr(w.cfg.IMAP), "move", s.caps.Has(imap.CapMove),
+		"uidplus", s.caps.Has(imap.CapUIDPlus), "idle", idle}
+	switch {
+	case rs.flapping:
+		w.log.Debug("IMAP reconnected", append(attrs, "failed_attempts", rs.attempts)...)
+	case rs.ever:
+		w.log.Info("IMAP reconnected", append(attrs, "failed_attempts", rs.attempts)...)
+	default:
+		w.log.Info("IMAP connected", attrs...)
+	}
+	if !rs.ever && !s.caps.Has(imap.CapMove) && !s.caps.Has(imap.CapUIDPlus) {
+		w.log.Warn("server offers neither MOVE nor UIDPLUS: handled messages are copied and flagged \\Deleted, but left in the folder for the server to expunge")
+	}
+	rs.ever = true
+	w.emit("connected")
+
+	var from uint32 // continue above this UID after a full batch
+	for {
+		last, more, err := w.poll(ctx, s, from)
+		if err != nil {
+			return true, healthy, err
+		}
+		healthy = true
+		w.mu.Lock()
+		w.st.LastPoll = time.Now()
+		w.mu.Unlock()
+		w.emit("cycle")
+		if ctx.Err() != nil {
+			return true, healthy, nil
+		}
+		if more {
+			from = last
+			continue
+		}
+		from = 0
+		if err := w.wait(ctx, s); err != nil {
+			return true, healthy, err
+		}
+		if ctx.Err() != nil {
+			return true, healthy, nil
+		}
+	}
+}
+
+// prepare creates the processed and quarantine folders if missing.
+func (w *Worker) prepare(ctx context.Context, s *sess) error {
+	stop := context.AfterFunc(ctx, func() { s.c.Close() })
+	var err error
+	for _, f := range []string{w.cfg.ProcessedFolder, w.cfg.QuarantineFolder} {
+		if f == w.cfg.Folder {
+			continue
+		}
+		if err = ensureFolder(s.c, f); err != nil {
+			break
+		}
+	}
+	if !stop() {
+		err = guardErr(ctx, err)
+	}
+	if err != nil {
+		s.c.Close()
+	}
+	return err
+}
+
+// guardErr explains an error caused by the guard closing the connection.
+func guardErr(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
+	if err == nil {
+		return cause
+	}
+	return fmt.Errorf("%w (%v)", cause, err)
+}
+
+// meta is what the batch FETCH learns about a message.
+type meta struct {
+	size      int64
+	messageID string
+	date      time.Time
+}
+
+// poll runs one poll cycle: SELECT, search above max(cursor, from), then
+// every found message in UID order. It returns the highest UID it looked
+// at and whether more may be waiting above it (a full batch).
+func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, more bool, err error) {
+	// This cycle sees everything that arrived so far.
+	select {
+	case <-s.newMail:
+	default:
+	}
+	select {
+	case <-w.kick:
+	default:
+	}
+	defer w.saveCursor(s)
+
+	pctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
+	stop := context.AfterFunc(pctx, func() { s.c.Close() })
+	uids, metas, more, err := w.scan(s, from)
+	closed := !stop()
+	cancel()
+	if closed {
+		return 0, false, guardErr(pctx, err)
+	}
+	if err != nil {
+		return 0, false, err
+	}
+
+	// A message below is still in the folder, so the cursor stays put. In a
+	// continuation batch that is so when an earlier batch held it below
+	// from (it passes every message it can, in order).
+	held := from > s.cur.LastUID
+	for _, uid := range uids {
+		if ctx.Err() != nil {
+			return last, false, nil // stopping: no new message in hand
+		}
+		done := true
+		if m, ok := metas[uid]; ok {
+			if done, err = w.message(ctx, s, uid, m); err != nil {
+				return last, false, err
+			}
+		} else {
+			w.log.Info("message vanished before it could be fetched", "uid", uid, "message_id", "")
+		}
+		if !done {
+			held = true
+		} else if !held {
+			s.cur.LastUID = uid
+		}
+		last = uid
+	}
+	return last, more, nil
+}
+
+// scan selects the folder, resets the cursor on a new UIDVALIDITY and
+// returns the UIDs to look at (ascending, at most one batch) with their
+// metadata.
+func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, error) {
+	sel, err := s.c.Select(w.cfg.Folder, nil).Wait()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("select %q: %w", w.cfg.Folder, err)
+	}
+	if sel.UIDValidity != s.cur.UIDValidity {
+		if s.cur.UIDValidity != 0 {
+			w.log.Warn("UIDVALIDITY changed: stored UIDs are void, reading the folder from the start",
+				"old_uidvalidity", s.cur.UIDValidity, "new_uidvalidity", sel.UIDValidity, "old_last_uid", s.cur.LastUID)
+		}
+		s.cur = Cursor{UIDValidity: sel.UIDValidity}
+		from = 0
+	}
+	above := max(s.cur.LastUID, from)
+	if above == ^uint32(0) {
+		return nil, nil, false, nil
+	}
+	var set imap.UIDSet
+	set.AddRange(imap.UID(above+1), 0) // above+1:*
+	data, err := s.c.UIDSearch(&imap.SearchCriteria{
+		UID: []imap.UIDSet{set},
+		// Flagged \Deleted: ours on a server without UIDPLUS, or another
+		// client's, on its way out either way.
+		NotFlag: []imap.Flag{imap.FlagDeleted},
+	}, nil).Wait()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("uid search: %w", err)
+	}
+	var uids []uint32
+	if all, ok := data.All.(imap.UIDSet); ok {
+		nums, ok := all.Nums()
+		if !ok {
+			return nil, nil, false, errors.New("uid search: server returned a dynamic UID set")
+		}
+		for _, u := range nums {
+			// "n:*" always matches the highest UID, even one below n.
+			if uint32(u) > above {
+				uids = append(uids, uint32(u))
+			}
+		}
+	}
+	slices.Sort(uids)
+	uids = slices.Compact(uids)
+	more := false
+	if len(uids) > w.batch {
+		uids, more = uids[:w.batch], true
+	}
+	if len(uids) == 0 {
+		return nil, nil, false, nil
+	}
+
+	var fetchSet imap.UIDSet
+	for _, u := range uids {
+		fetchSet.AddNum(imap.UID(u))
+	}
+	msgs, err := s.c.Fetch(fetchSet, &imap.FetchOptions{
+		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
+	}).Collect()
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("uid fetch metadata: %w", err)
+	}
+	metas := make(map[uint32]meta, len(msgs))
+	for _, m := range msgs {
+		if m.UID == 0 {
+			continue
+		}
+		mt := meta{size: m.RFC822Size, date: m.InternalDate}
+		if m.Envelope != nil {
+			mt.messageID = m.Envelope.MessageID
+		}
+		metas[uint32(m.UID)] = mt
+	}
+	return uids, metas, more, nil
+}
+
+// messageContext is the context for one message in hand. It is detached
+// from ctx so that a stop request lets the message finish: it ends at the
+// step deadline, or stopGrace after ctx ends, whichever comes first.
+func (w *Worker) messageContext(ctx context.Context) (context.Context, func()) {
+	dctx, cancelDeadline := context.WithTimeoutCause(context.WithoutCancel(ctx), w.stepTimeout, errStepDeadline)
+	mctx, cancel := context.WithCancelCause(dctx)
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(w.stopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(errStopGrace)
+		case <-mctx.Done():
+		}
+	})
+	return mctx, func() {
+		stop()
+		cancel(nil)
+		cancelDeadline()
+	}
+}
+
+// message fetches, hands over and acknowledges one message. done reports
+// that the message left the folder (or was already gone), so the cursor
+// may pass it.
+func (w *Worker) message(ctx context.Context, s *sess, uid uint32, m meta) (done bool, err error) {
+	log := w.log.With("uid", uid, "message_id", m.messageID)
+	mctx, release := w.messageContext(ctx)
+	defer release()
+	stop := context.AfterFunc(mctx, func() { s.c.Close() })
+	done, err = w.handleMessage(mctx, s, uid, m, log)
+	if !stop() && err != nil {
+		err = guardErr(mctx, err)
+	}
+	if err != nil {
+		log.Warn("message not finished; it will be offered again", "err", err)
+	}
+	return done, err
+}
+
+func (w *Worker) handleMessage(ctx context.Context, s *sess, uid uint32, m meta, log *slog.Logger) (bool, error) {
+	in := &Incoming{
+		Mailbox:      w.cfg.Name,
+		UIDValidity:  s.cur.UIDValidity,
+		UID:          uid,
+		MessageID:    m.messageID,
+		Size:         m.size,
+		InternalDate: m.date,
+		Oversize:     w.cfg.MaxMessageSize > 0 && m.size > w.cfg.MaxMessageSize,
+	}
+
+	var disp Disposition
+	if in.Oversize {
+		log.Warn("message larger than max_message_size: not downloaded", "size", m.size, "max_message_size", w.cfg.MaxMessageSize)
+		disp = w.callHandler(ctx, in, log)
+	} else {
+		fetch := s.c.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{
+			UID:         true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}}, // BODY.PEEK[]: \Seen untouched
+		})
+		var body *bodyReader
+		seen := false
+		for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
+			seen = true
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				bs, ok := item.(imapclient.FetchItemDataBodySection)
+				if !ok || bs.Literal == nil || body != nil {
+					continue // the next Next discards unread literal data
+				}
+				// Hand the literal over while it streams; no other command
+				// may be sent until the fetch has been read to the end.
+				body = &bodyReader{r: bs.Literal}
+				in.Body = body
+				disp = w.callHandler(ctx, in, log)
+				body.close()
+			}
+		}
+		if err := fetch.Close(); err != nil {
+			return false, fmt.Errorf("uid fetch body: %w", err)
+		}
+		switch {
+		case !seen:
+			log.Info("message vanished before it could be fetched")
+			return true, nil
+		case body == nil:
+			log.Warn("server sent no body for the message; leaving it for the next cycle")
+			return false, nil
+		case body.err != nil:
+			return false, fmt.Errorf("read body: %w", body.err)
+		}
+	}
+
+	switch disp.Action {
+	case Ack:
+		if err := moveTo(s.c, s.caps, uid, w.cfg.ProcessedFolder); err != nil {
+			return false, err
+		}
+		log.Info("message processed", "moved_to", w.cfg.ProcessedFolder, "reason", disp.Reason)
+		return true, nil
+	case Quarantine:
+		if err := moveTo(s.c, s.caps, uid, w.cfg.QuarantineFolder); err != nil {
+			return false, err
+		}
+		log.Warn("message quarantined", "moved_to", w.cfg.QuarantineFolder, "reason", disp.Reason)
+		return true, nil
+	case Retry:
+		log.Info("message left in the folder for the next cycle", "reason", disp.Reason)
+		return false, nil
+	default:
+		log.Error("handler returned an unknown action; leaving the message for the next cycle", "action", disp.Action, "reason", disp.Reason)
+		return false, nil
+	}
+}
+
+// callHandler runs the handler, turning a panic into a quarantine.
+func (w *Worker) callHandler(ctx context.Context, in *Incoming, log *slog.Logger) (d Disposition) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("handler panicked; quarantining the message", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			d = Disposition{Action: Quarantine, Reason: fmt.Sprintf("panic: %v", r)}
+		}
+	}()
+	return w.h.Handle(ctx, in)
+}
+
+// bodyReader passes a literal through, remembering a read error and
+// refusing reads once Handle has returned.
+type bodyReader struct {
+	mu     sync.Mutex
+	r      io.Reader
+	err    error
+	closed bool
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *bodyReader) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+}
+
+func (w *Worker) saveCursor(s *sess) {
+	if s.cur == s.saved {
+		return
+	}
+	if err := w.cs.SaveCursor(w.cfg.Name, s.cur); err != nil {
+		w.log.Error("cannot save cursor", "err", err, "uidvalidity", s.cur.UIDValidity, "last_uid", s.cur.LastUID)
+		return
+	}
+	s.saved = s.cur
+}
+
+// wait returns when there may be new mail: IDLE (when configured and
+// offered) or a sleep, each bounded by PollInterval, ended early by EXISTS,
+// Kick or ctx.
+func (w *Worker) wait(ctx context.Context, s *sess) error {
+	timer := time.NewTimer(w.cfg.PollInterval)
+	defer timer.Stop()
+	if !w.cfg.Idle || !s.caps.Has(imap.CapIdle) {
+		select {
+		case <-timer.C:
+		case <-s.newMail:
+		case <-w.kick:
+		case <-ctx.Done():
+		case <-s.c.Closed():
+			return errServerClosed
+		}
+		return nil
+	}
+
+	// A silent server must not hold us past the poll interval plus the
+	// step deadline: the guard closes the connection then (or at once when
+	// ctx ends).
+	gctx, cancel := context.WithTimeoutCause(ctx, w.cfg.PollInterval+w.stepTimeout, errStepDeadline)
+	defer cancel()
+	stop := context.AfterFunc(gctx, func() { s.c.Close() })
+	idle, err := s.c.Idle()
+	if err != nil {
+		if !stop() {
+			return guardErr(gctx, err)
+		}
+		return fmt.Errorf("idle: %w", err)
+	}
+	select {
+	case <-timer.C:
+	case <-s.newMail:
+	case <-w.kick:
+	case <-gctx.Done():
+	case <-s.c.Closed():
+	}
+	if ctx.Err() != nil {
+		return nil // the guard is closing the connection
+	}
+	err = idle.Close() // DONE
+	if err == nil {
+		err = idle.Wait()
+	}
+	if !stop() {
+		return guardErr(gctx, err)
+	}
+	select {
+	case <-s.c.Closed():
+		return errServerClosed
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("idle: %w", err)
+	}
+	return nil
+}

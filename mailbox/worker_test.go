@@ -1,0 +1,579 @@
+package mailbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-smtp"
+
+	"github.com/caseintake/caseintake/devmail"
+)
+
+var (
+	capsMove    = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}, imap.CapMove: {}}
+	capsNoMove  = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}}
+	capsMinimal = imap.CapSet{imap.CapIMAP4rev1: {}}
+)
+
+func disposeBy(m map[uint32]Action) func(context.Context, *Incoming, int) Disposition {
+	return func(_ context.Context, in *Incoming, _ int) Disposition {
+		a, ok := m[in.UID]
+		if !ok {
+			a = Ack
+		}
+		return Disposition{Action: a, Reason: "scripted " + a.String()}
+	}
+}
+
+func TestHandsOverInUIDOrderAndAcks(t *testing.T) {
+	for name, caps := range map[string]imap.CapSet{"move": capsMove, "no-move": capsNoMove} {
+		t.Run(name, func(t *testing.T) {
+			srv := startServer(t, devmail.Options{Caps: caps})
+			raws := []string{
+				testMessage(1, "kurz"),
+				testMessage(2, strings.Repeat("eine lange Zeile mit Umlauten äöü\r\n", 4000)), // ~150 KB, streamed
+				testMessage(3, ".leading dot and trailing spaces   "),
+			}
+			for _, r := range raws {
+				deliver(t, srv, "INBOX", r)
+			}
+			h := newHandler(nil)
+			cs := newCursors()
+			startWorker(t, mailboxConfig(srv), h, cs)
+
+			cur := cs.waitLastUID(t, "support", 3)
+			calls := h.waitCalls(t, 3)
+			if len(calls) != 3 {
+				t.Fatalf("%d calls", len(calls))
+			}
+			for i, g := range calls {
+				if g.in.UID != uint32(i+1) || string(g.body) != raws[i] || g.in.Oversize ||
+					g.in.Size != int64(len(raws[i])) || g.in.Mailbox != "support" ||
+					g.in.UIDValidity != cur.UIDValidity || g.in.UIDValidity == 0 ||
+					g.in.MessageID != fmt.Sprintf("m%d@customer.example", i+1) || g.in.InternalDate.IsZero() {
+					t.Errorf("call %d: %+v (body %d bytes)", i, g.in, len(g.body))
+				}
+			}
+			if inbox := messages(t, srv, "INBOX"); len(inbox) != 0 {
+				t.Fatalf("INBOX still has %v", uidsOf(inbox))
+			}
+			done := messages(t, srv, "Processed")
+			if len(done) != 3 {
+				t.Fatalf("Processed has %v", uidsOf(done))
+			}
+			for i, m := range done {
+				if string(m.Raw) != raws[i] {
+					t.Errorf("Processed message %d differs", i)
+				}
+				if hasFlag(m, imap.FlagSeen) {
+					t.Errorf("Processed message %d is \\Seen: fetched without PEEK", i)
+				}
+			}
+			if q := messages(t, srv, "Quarantine"); len(q) != 0 {
+				t.Fatalf("Quarantine has %v", uidsOf(q))
+			}
+		})
+	}
+}
+
+// Without MOVE and UIDPLUS the message is copied and flagged \Deleted but
+// not expunged, and it is not handed over again.
+func TestAckWithoutMoveOrUIDPlus(t *testing.T) {
+	srv := startServer(t, devmail.Options{Caps: capsMinimal})
+	deliver(t, srv, "INBOX", testMessage(1, "x"))
+	h := newHandler(nil)
+	cs := newCursors()
+	r := startWorker(t, mailboxConfig(srv), h, cs)
+	cs.waitLastUID(t, "support", 1)
+	r.waitEvent(t, "cycle", 1)
+
+	if p := messages(t, srv, "Processed"); len(p) != 1 {
+		t.Fatalf("Processed has %v", uidsOf(p))
+	}
+	inbox := messages(t, srv, "INBOX")
+	if len(inbox) != 1 || !hasFlag(inbox[0], imap.FlagDeleted) {
+		t.Fatalf("INBOX = %+v", inbox)
+	}
+	// Even with the cursor reset, a \Deleted message is not offered again.
+	cs.SaveCursor("support", Cursor{})
+	n := r.count("cycle")
+	r.w.Kick()
+	r.waitEvent(t, "cycle", n+1)
+	if c := h.numCalls(); c != 1 {
+		t.Fatalf("handler called %d times", c)
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	deliver(t, srv, "INBOX", testMessage(1, "bad"))
+	deliver(t, srv, "INBOX", testMessage(2, "good"))
+	h := newHandler(disposeBy(map[uint32]Action{1: Quarantine}))
+	cs := newCursors()
+	startWorker(t, mailboxConfig(srv), h, cs)
+	cs.waitLastUID(t, "support", 2)
+
+	q := messages(t, srv, "Quarantine")
+	if len(q) != 1 || string(q[0].Raw) != testMessage(1, "bad") {
+		t.Fatalf("Quarantine = %v", uidsOf(q))
+	}
+	if p := messages(t, srv, "Processed"); len(p) != 1 || string(p[0].Raw) != testMessage(2, "good") {
+		t.Fatalf("Processed = %v", uidsOf(p))
+	}
+	if inbox := messages(t, srv, "INBOX"); len(inbox) != 0 {
+		t.Fatalf("INBOX = %v", uidsOf(inbox))
+	}
+}
+
+func TestRetryHoldsCursorAndWaitsForNextCycle(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 3; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	h := newHandler(func(_ context.Context, in *Incoming, n int) Disposition {
+		if in.UID == 2 && n == 1 {
+			return Disposition{Action: Retry, Reason: "database busy"}
+		}
+		return Disposition{Action: Ack}
+	})
+	cs := newCursors()
+	r := startWorker(t, mailboxConfig(srv), h, cs)
+
+	r.waitEvent(t, "cycle", 1)
+	calls := h.waitCalls(t, 3)
+	if got := []uint32{calls[0].in.UID, calls[1].in.UID, calls[2].in.UID}; !slices.Equal(got, []uint32{1, 2, 3}) {
+		t.Fatalf("handled %v", got)
+	}
+	if got := uidsOf(messages(t, srv, "INBOX")); !slices.Equal(got, []uint32{2}) {
+		t.Fatalf("INBOX = %v", got)
+	}
+	if cur := cs.get("support"); cur.LastUID != 1 {
+		t.Fatalf("cursor = %+v, want last UID 1 (held below the retried message)", cur)
+	}
+	// No tight loop: nothing happens until the next wake-up (the poll
+	// interval is an hour). This is an assertion window, not a sync point.
+	time.Sleep(200 * time.Millisecond)
+	if n, c := h.numCalls(), r.count("cycle"); n != 3 || c != 1 {
+		t.Fatalf("after the retry: %d handler calls, %d cycles", n, c)
+	}
+
+	r.w.Kick()
+	cs.waitLastUID(t, "support", 2)
+	calls = h.waitCalls(t, 4)
+	if calls[3].in.UID != 2 {
+		t.Fatalf("4th call for UID %d", calls[3].in.UID)
+	}
+	if inbox := messages(t, srv, "INBOX"); len(inbox) != 0 {
+		t.Fatalf("INBOX = %v", uidsOf(inbox))
+	}
+}
+
+func TestOversizeNotDownloaded(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	big := testMessage(1, strings.Repeat("x", 5000))
+	small := testMessage(2, "small")
+	deliver(t, srv, "INBOX", big)
+	deliver(t, srv, "INBOX", small)
+	h := newHandler(func(_ context.Context, in *Incoming, _ int) Disposition {
+		if in.Oversize {
+			return Disposition{Action: Quarantine, Reason: "too large"}
+		}
+		return Disposition{Action: Ack}
+	})
+	cs := newCursors()
+	cfg := mailboxConfig(srv)
+	cfg.MaxMessageSize = 1000
+	startWorker(t, cfg, h, cs)
+	cs.waitLastUID(t, "support", 2)
+
+	calls := h.waitCalls(t, 2)
+	if g := calls[0]; !g.in.Oversize || g.in.Body != nil || g.body != nil || g.in.Size != int64(len(big)) || g.in.MessageID != "m1@customer.example" {
+		t.Fatalf("oversize call: %+v", g.in)
+	}
+	if g := calls[1]; g.in.Oversize || string(g.body) != small {
+		t.Fatalf("small call: %+v", g.in)
+	}
+	q := messages(t, srv, "Quarantine")
+	if len(q) != 1 || string(q[0].Raw) != big || hasFlag(q[0], imap.FlagSeen) {
+		t.Fatalf("Quarantine = %+v", q)
+	}
+}
+
+func TestCursorPersistedAndUIDValidityReset(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	cs := newCursors()
+	cfg := mailboxConfig(srv)
+
+	// First run: two messages, cursor saved.
+	deliver(t, srv, "INBOX", testMessage(1, "a"))
+	deliver(t, srv, "INBOX", testMessage(2, "b"))
+	r := startWorker(t, cfg, newHandler(nil), cs)
+	v1 := cs.waitLastUID(t, "support", 2).UIDValidity
+	r.stop(t)
+
+	// Second run starts from the stored cursor: UID 3 counts as done
+	// (as if a crash hit between commit and ack), so only 4 is offered.
+	deliver(t, srv, "INBOX", testMessage(3, "c"))
+	deliver(t, srv, "INBOX", testMessage(4, "d"))
+	cs.SaveCursor("support", Cursor{UIDValidity: v1, LastUID: 3})
+	h := newHandler(nil)
+	r = startWorker(t, cfg, h, cs)
+	cs.waitLastUID(t, "support", 4)
+	if calls := h.waitCalls(t, 1); len(calls) != 1 || calls[0].in.UID != 4 {
+		t.Fatalf("second run handled %+v", calls)
+	}
+	r.stop(t)
+
+	// The folder is recreated: new UIDVALIDITY, UIDs start at 1 again.
+	if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.CreateFolder(testUser, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, srv, "INBOX", testMessage(5, "e"))
+	h = newHandler(nil)
+	r = startWorker(t, cfg, h, cs)
+	cur := cs.waitLastUID(t, "support", 1)
+	if cur.UIDValidity == v1 {
+		t.Fatal("UIDVALIDITY not updated")
+	}
+	if calls := h.waitCalls(t, 1); calls[0].in.UID != 1 || calls[0].in.UIDValidity != cur.UIDValidity {
+		t.Fatalf("after reset handled %+v", calls[0].in)
+	}
+
+	// And again while the worker runs: a Kick finds the new folder.
+	r.waitEvent(t, "cycle", 1)
+	if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.CreateFolder(testUser, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, srv, "INBOX", testMessage(6, "f"))
+	r.w.Kick()
+	calls := h.waitCalls(t, 2)
+	if calls[1].in.UID != 1 || calls[1].in.UIDValidity == cur.UIDValidity || string(calls[1].body) != testMessage(6, "f") {
+		t.Fatalf("after second reset handled %+v", calls[1].in)
+	}
+	cs.until(t, "cursor on the third UIDVALIDITY", func() bool {
+		c := cs.m["support"]
+		return c.UIDValidity == calls[1].in.UIDValidity && c.LastUID == 1
+	})
+}
+
+func TestIdleWakesWorker(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	h := newHandler(nil)
+	r := startWorker(t, mailboxConfig(srv), h, newCursors()) // poll interval: 1 h
+	r.waitEvent(t, "cycle", 1)
+
+	// Mail arrives over SMTP, as in production: devmail delivers it to INBOX.
+	raw := testMessage(1, "urgent")
+	c, err := smtp.Dial(srv.SMTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("k1@customer.example", []string{testUser}, strings.NewReader(raw)); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+
+	began := time.Now()
+	calls := h.waitCalls(t, 1)
+	if string(calls[0].body) != raw {
+		t.Fatalf("body %q", calls[0].body)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Fatalf("IDLE took %v", d)
+	}
+}
+
+func TestKickWithoutIdle(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	cfg := mailboxConfig(srv)
+	cfg.Idle = false
+	h := newHandler(nil)
+	cs := newCursors()
+	r := startWorker(t, cfg, h, cs)
+	r.waitEvent(t, "cycle", 1)
+	deliver(t, srv, "INBOX", testMessage(1, "x"))
+	r.w.Kick()
+	cs.waitLastUID(t, "support", 1)
+	if st := r.w.Status(); !st.Connected || st.LastPoll.IsZero() || st.Reconnects != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestReconnectAfterRestart(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	h := newHandler(nil)
+	cs := newCursors()
+	r := startWorker(t, mailboxConfig(srv), h, cs)
+	r.waitEvent(t, "cycle", 1)
+
+	if err := srv.RestartIMAP(); err != nil {
+		t.Fatal(err)
+	}
+	r.waitEvent(t, "disconnected", 1)
+	deliver(t, srv, "INBOX", testMessage(1, "after restart"))
+	r.waitEvent(t, "connected", 2)
+	cs.waitLastUID(t, "support", 1)
+	if st := r.w.Status(); !st.Connected || st.Reconnects < 1 || st.LastError == "" {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestReconnectAfterOutage(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	h := newHandler(nil)
+	cs := newCursors()
+	r := startWorker(t, mailboxConfig(srv), h, cs)
+	r.waitEvent(t, "cycle", 1)
+
+	if err := srv.SetIMAPDown(true); err != nil {
+		t.Fatal(err)
+	}
+	r.waitEvent(t, "disconnected", 3) // the drop, then refused reconnects
+	if st := r.w.Status(); st.Connected || !strings.Contains(st.LastError, "refused") {
+		t.Fatalf("status while down: %+v", st)
+	}
+	deliver(t, srv, "INBOX", testMessage(1, "during outage"))
+	if err := srv.SetIMAPDown(false); err != nil {
+		t.Fatal(err)
+	}
+	r.w.Kick() // cut the backoff short
+	cs.waitLastUID(t, "support", 1)
+	if st := r.w.Status(); !st.Connected || st.Reconnects != 1 {
+		t.Fatalf("status after outage: %+v", st)
+	}
+}
+
+// A server that stops answering is given up on at the step deadline.
+func TestSilentServerHitsDeadline(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	proxy := startFreezer(t, srv.IMAPAddr())
+	cfg := mailboxConfig(srv)
+	cfg.IMAP.Port = proxy.port()
+	cfg.PollInterval = 50 * time.Millisecond // IDLE ends (DONE) every 50 ms
+	h := newHandler(nil)
+	cs := newCursors()
+	r := newWorker(t, cfg, h, cs)
+	r.w.stepTimeout = 300 * time.Millisecond
+	r.start(t)
+	r.waitEvent(t, "cycle", 1)
+
+	proxy.setFrozen(true)
+	r.waitEvent(t, "disconnected", 1)
+	if st := r.w.Status(); !strings.Contains(st.LastError, "did not answer") {
+		t.Fatalf("status %+v", st)
+	}
+	proxy.setFrozen(false)
+	deliver(t, srv, "INBOX", testMessage(1, "x"))
+	cs.waitLastUID(t, "support", 1)
+}
+
+func TestStopWhileIdlingIsPrompt(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	r := startWorker(t, mailboxConfig(srv), newHandler(nil), newCursors())
+	r.waitEvent(t, "cycle", 1)
+	if d := r.stop(t); d > 2*time.Second {
+		t.Fatalf("Run took %v to return", d)
+	}
+}
+
+func TestStopWhileDisconnectedIsPrompt(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	if err := srv.SetIMAPDown(true); err != nil {
+		t.Fatal(err)
+	}
+	r := newWorker(t, mailboxConfig(srv), newHandler(nil), newCursors())
+	r.w.backoffMin = time.Hour
+	r.start(t)
+	r.waitEvent(t, "disconnected", 1)
+	if d := r.stop(t); d > 2*time.Second {
+		t.Fatalf("Run took %v to return", d)
+	}
+}
+
+// Cancelled with a message in hand, the worker finishes it (handler and
+// ack) and starts no other.
+func TestStopFinishesMessageInHand(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	deliver(t, srv, "INBOX", testMessage(1, "in hand"))
+	deliver(t, srv, "INBOX", testMessage(2, "not started"))
+	inHand := make(chan struct{})
+	release := make(chan struct{})
+	h := newHandler(func(ctx context.Context, in *Incoming, _ int) Disposition {
+		if in.UID == 1 {
+			close(inHand)
+			<-release
+		}
+		return Disposition{Action: Ack}
+	})
+	cs := newCursors()
+	r := startWorker(t, mailboxConfig(srv), h, cs)
+
+	select {
+	case <-inHand:
+	case <-time.After(waitFor):
+		t.Fatal("handler not called")
+	}
+	r.cancel()
+	close(release)
+	r.stop(t)
+
+	calls := h.waitCalls(t, 1)
+	if len(calls) != 1 || calls[0].ctxErr != nil {
+		t.Fatalf("calls %d, handler ctx: %v", len(calls), calls[0].ctxErr)
+	}
+	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1}) {
+		t.Fatalf("Processed = %v", got)
+	}
+	if got := uidsOf(messages(t, srv, "INBOX")); !slices.Equal(got, []uint32{2}) {
+		t.Fatalf("INBOX = %v", got)
+	}
+	if cur := cs.get("support"); cur.LastUID != 1 {
+		t.Fatalf("cursor %+v", cur)
+	}
+}
+
+// A handler that does not finish within the stop grace period sees its
+// context end, and Run still returns.
+func TestStopGraceBoundsHandler(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	deliver(t, srv, "INBOX", testMessage(1, "slow"))
+	inHand := make(chan struct{})
+	h := newHandler(func(ctx context.Context, in *Incoming, _ int) Disposition {
+		close(inHand)
+		<-ctx.Done()
+		return Disposition{Action: Retry, Reason: context.Cause(ctx).Error()}
+	})
+	r := newWorker(t, mailboxConfig(srv), h, newCursors())
+	r.w.stopGrace = 100 * time.Millisecond
+	r.start(t)
+	<-inHand
+	if d := r.stop(t); d > 2*time.Second {
+		t.Fatalf("Run took %v", d)
+	}
+	if calls := h.waitCalls(t, 1); !errors.Is(calls[0].ctxErr, context.Canceled) {
+		t.Fatalf("handler ctx: %v", calls[0].ctxErr)
+	}
+	if got := uidsOf(messages(t, srv, "INBOX")); !slices.Equal(got, []uint32{1}) {
+		t.Fatalf("INBOX = %v", got)
+	}
+}
+
+func TestHandlerPanicQuarantines(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	deliver(t, srv, "INBOX", testMessage(1, "boom"))
+	deliver(t, srv, "INBOX", testMessage(2, "fine"))
+	h := newHandler(func(_ context.Context, in *Incoming, _ int) Disposition {
+		if in.UID == 1 {
+			panic("nil map in classifier")
+		}
+		return Disposition{Action: Ack}
+	})
+	cs := newCursors()
+	startWorker(t, mailboxConfig(srv), h, cs)
+	cs.waitLastUID(t, "support", 2)
+	if got := uidsOf(messages(t, srv, "Quarantine")); !slices.Equal(got, []uint32{1}) {
+		t.Fatalf("Quarantine = %v", got)
+	}
+	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1}) { // UIDs of the destination folder
+		t.Fatalf("Processed = %v", got)
+	}
+	if p := messages(t, srv, "Processed"); string(p[0].Raw) != testMessage(2, "fine") {
+		t.Fatal("wrong message processed")
+	}
+}
+
+// A message expunged by someone else between SEARCH and FETCH is skipped.
+func TestVanishedMessageSkipped(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 3; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	h := newHandler(func(_ context.Context, in *Incoming, _ int) Disposition {
+		if in.UID == 1 { // another client removes UID 2 meanwhile
+			if err := srv.Remove(testUser, "INBOX", 2); err != nil {
+				panic(err)
+			}
+		}
+		return Disposition{Action: Ack}
+	})
+	cs := newCursors()
+	startWorker(t, mailboxConfig(srv), h, cs)
+	cs.waitLastUID(t, "support", 3)
+	calls := h.waitCalls(t, 2)
+	if len(calls) != 2 || calls[0].in.UID != 1 || calls[1].in.UID != 3 {
+		t.Fatalf("handled %d calls: %+v", len(calls), calls)
+	}
+}
+
+// A full batch is followed at once by the next, retries included only on
+// the next real cycle.
+func TestBatches(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 5; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	h := newHandler(func(_ context.Context, in *Incoming, n int) Disposition {
+		if in.UID == 1 && n == 1 {
+			return Disposition{Action: Retry}
+		}
+		return Disposition{Action: Ack}
+	})
+	cs := newCursors()
+	r := newWorker(t, mailboxConfig(srv), h, cs)
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5], back to back
+	calls := h.waitCalls(t, 5)
+	var got []uint32
+	for _, c := range calls {
+		got = append(got, c.in.UID)
+	}
+	if !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
+		t.Fatalf("handled %v", got)
+	}
+	if got := uidsOf(messages(t, srv, "INBOX")); !slices.Equal(got, []uint32{1}) {
+		t.Fatalf("INBOX = %v", got)
+	}
+	r.w.Kick()
+	cs.waitLastUID(t, "support", 1)
+}
+
+// A missing folder is retried with backoff and logged once, not on every
+// attempt; once the folder exists the worker carries on.
+func TestMissingFolderRetriedQuietly(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	cfg := mailboxConfig(srv)
+	cfg.Folder = "Support"
+	h := newHandler(nil)
+	cs := newCursors()
+	r := startWorker(t, cfg, h, cs)
+	r.waitEvent(t, "disconnected", 4)
+	if st := r.w.Status(); !strings.Contains(st.LastError, "Support") {
+		t.Fatalf("status %+v", st)
+	}
+	if n := r.log.count(t, "WARN", "IMAP server refused a command; reconnecting"); n != 1 {
+		t.Fatalf("%d warnings for the same error", n)
+	}
+	if n := r.log.count(t, "INFO", "IMAP reconnected"); n != 0 {
+		t.Fatalf("%d info lines for flapping reconnects", n)
+	}
+
+	if err := srv.CreateFolder(testUser, "Support"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, srv, "Support", testMessage(1, "x"))
+	r.w.Kick()
+	cs.waitLastUID(t, "support", 1)
+}
