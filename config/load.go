@@ -151,33 +151,7 @@ func (c *Config) applyListDefaults(v *viper.Viper) {
 	raw, _ := v.Get("mailboxes").([]any)
 	for i := range c.Mailboxes {
 		m := &c.Mailboxes[i]
-		if m.Folder == "" {
-			m.Folder = "INBOX"
-		}
-		if m.ProcessedFolder == "" {
-			m.ProcessedFolder = "Processed"
-		}
-		if m.QuarantineFolder == "" {
-			m.QuarantineFolder = "Quarantine"
-		}
-		if m.PollInterval == 0 {
-			m.PollInterval = DefaultPollInterval
-		}
-		if m.MaxMessageSize == 0 {
-			m.MaxMessageSize = DefaultMaxMessageSize
-		}
-		if m.IMAP.Security == "" {
-			m.IMAP.Security = "tls"
-		}
-		if m.IMAP.Port == 0 {
-			m.IMAP.Port = 993
-			if m.IMAP.Security != "tls" {
-				m.IMAP.Port = 143
-			}
-		}
-		if m.IMAP.Username == "" {
-			m.IMAP.Username = m.Address
-		}
+		m.ApplyDefaults()
 		// idle defaults to true: only an explicit "idle: false" turns it off.
 		m.Idle = true
 		if i < len(raw) {
@@ -198,6 +172,39 @@ func (c *Config) applyListDefaults(v *viper.Viper) {
 	}
 	if c.Intake.ReopenWindow == 0 {
 		c.Intake.ReopenWindow = DefaultReopenWindow
+	}
+}
+
+// ApplyDefaults fills the keys of a mailbox entry that were left empty.
+// Load does this for every mailbox; code that builds a Mailbox by hand
+// calls it too.
+func (m *Mailbox) ApplyDefaults() {
+	if m.Folder == "" {
+		m.Folder = "INBOX"
+	}
+	if m.ProcessedFolder == "" {
+		m.ProcessedFolder = "Processed"
+	}
+	if m.QuarantineFolder == "" {
+		m.QuarantineFolder = "Quarantine"
+	}
+	if m.PollInterval <= 0 {
+		m.PollInterval = DefaultPollInterval
+	}
+	if m.MaxMessageSize == 0 {
+		m.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if m.IMAP.Security == "" {
+		m.IMAP.Security = "tls"
+	}
+	if m.IMAP.Port == 0 {
+		m.IMAP.Port = 993
+		if m.IMAP.Security != "tls" {
+			m.IMAP.Port = 143
+		}
+	}
+	if m.IMAP.Username == "" {
+		m.IMAP.Username = m.Address
 	}
 }
 

@@ -50,7 +50,7 @@ func oneLine(s string) string {
 // are created when missing, as the worker would; failing to create one is
 // a problem too.
 func Check(ctx context.Context, cfg config.Mailbox) []error {
-	cfg = withDefaults(cfg)
+	cfg.ApplyDefaults()
 	problem := func(err error, format string, args ...any) error {
 		return &CheckError{Mailbox: cfg.Name, Addr: serverAddr(cfg.IMAP), Msg: fmt.Sprintf(format, args...), Err: err}
 	}

@@ -19,11 +19,10 @@ import (
 )
 
 const (
-	defaultPollInterval = 30 * time.Second
-	minStepTimeout      = 2 * time.Minute
-	defaultBackoffMin   = time.Second
-	defaultBackoffMax   = 5 * time.Minute
-	defaultStopGrace    = 10 * time.Second
+	minStepTimeout    = 2 * time.Minute
+	defaultBackoffMin = time.Second
+	defaultBackoffMax = 5 * time.Minute
+	defaultStopGrace  = 10 * time.Second
 	// defaultBatch bounds the UIDs taken per poll cycle, so that the
 	// metadata fetch stays small; a full batch is followed at once by the
 	// next one.
@@ -61,29 +60,11 @@ type Worker struct {
 	st Status
 }
 
-// withDefaults fills what a hand-built config may leave empty. The config
-// loader normally sets these already.
-func withDefaults(cfg config.Mailbox) config.Mailbox {
-	if cfg.Folder == "" {
-		cfg.Folder = "INBOX"
-	}
-	if cfg.ProcessedFolder == "" {
-		cfg.ProcessedFolder = "Processed"
-	}
-	if cfg.QuarantineFolder == "" {
-		cfg.QuarantineFolder = "Quarantine"
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = defaultPollInterval
-	}
-	return cfg
-}
-
-// NewWorker returns a worker for one mailbox. Empty folder names default
-// to INBOX, Processed and Quarantine, a zero PollInterval to 30 s, and
-// MaxMessageSize ≤ 0 means no limit. log may be nil.
+// NewWorker returns a worker for one mailbox. Keys left empty get the
+// config defaults (config.Mailbox.ApplyDefaults); a negative
+// MaxMessageSize means no limit. log may be nil.
 func NewWorker(cfg config.Mailbox, h Handler, cs CursorStore, log *slog.Logger) *Worker {
-	cfg = withDefaults(cfg)
+	cfg.ApplyDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
