@@ -49,7 +49,7 @@ type Renderer struct {
 	envFrom string
 	team    []string
 	urgent  []string
-	tmpl    *template.Template
+	tmpl    map[string]*template.Template // by kind
 }
 
 // NewRenderer prepares the templates and addresses from the config.
@@ -63,9 +63,14 @@ func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 	if envFrom == config.NullEnvelopeSender {
 		envFrom = ""
 	}
-	tmpl, err := template.ParseFS(templateFiles, "templates/*.tmpl")
-	if err != nil {
-		return nil, fmt.Errorf("notification templates: %w", err)
+	tmpl := map[string]*template.Template{}
+	for _, kind := range []string{KindAck, KindTeamNew, KindUrgent, KindReopened, KindTeamReopened, KindStatus, KindTeamStatus} {
+		// One template set per kind: each file defines "subject" and "body".
+		t, err := template.ParseFS(templateFiles, "templates/"+kind+".tmpl")
+		if err != nil {
+			return nil, fmt.Errorf("notification template %s: %w", kind, err)
+		}
+		tmpl[kind] = t
 	}
 	if from.Name == "" {
 		from.Name = "Support"
@@ -185,7 +190,7 @@ func (r *Renderer) renderAll(c *casemodel.Case, ev Event, now time.Time, specs .
 func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event, now time.Time) (*store.Outgoing, error) {
 	d := Data{Case: c, Tag: fmt.Sprintf("[Case #%d]", c.ID), Team: r.from.Name, Signal: ev.Signal,
 		Text: excerpt(ev.Text, 2000), From: string(ev.From), To: string(ev.To), Actor: ev.Actor, Note: ev.Note}
-	t := r.tmpl.Lookup(kind + ".tmpl")
+	t := r.tmpl[kind]
 	if t == nil {
 		return nil, fmt.Errorf("no template %s.tmpl", kind)
 	}

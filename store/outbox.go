@@ -30,7 +30,7 @@ type Outgoing struct {
 	Data         []byte    `json:"data"`          // the whole message
 	State        string    `json:"state"`
 	Attempts     int       `json:"attempts"`
-	NextAttempt  time.Time `json:"next_attempt"`
+	NextAttempt  time.Time `json:"next_attempt,omitzero"` // zero: due now
 	LastError    string    `json:"last_error,omitempty"`
 	Delivered    []string  `json:"delivered,omitempty"`
 	Failed       []string  `json:"failed,omitempty"` // permanently refused recipients
@@ -47,9 +47,7 @@ func (t *Tx) Enqueue(o *Outgoing) error {
 	}
 	o.Seq = seq
 	o.State = OutboxPending
-	if o.NextAttempt.IsZero() {
-		o.NextAttempt = o.CreatedAt
-	}
+	o.NextAttempt = time.Time{} // due at once, whatever the clock of the caller
 	if err := putJSON(b, u64(seq), o); err != nil {
 		return err
 	}
