@@ -1,0 +1,448 @@
+package classify
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"strings"
+)
+
+// maxBoundary bounds the boundary parameter; RFC 2046 allows 70 characters.
+const maxBoundary = 200
+
+// multipartReader splits a multipart body into parts, one line at a time.
+// It is tolerant: a missing close delimiter ends the last part at the end of
+// the input, and a body without any delimiter line is reported through
+// noDelimiter so that the caller can keep it as text.
+type multipartReader struct {
+	br      *bufio.Reader
+	dash    []byte // "--" + boundary
+	cur     *partReader
+	started bool
+	closed  bool // the close delimiter was seen
+	eof     bool // the input ended before the close delimiter
+	found   bool // a delimiter line was seen
+}
+
+func newMultipartReader(r io.Reader, boundary string) *multipartReader {
+	return &multipartReader{
+		br:   bufio.NewReaderSize(r, 4<<10),
+		dash: []byte("--" + boundary),
+	}
+}
+
+// preamble returns a reader over the text before the first delimiter line.
+// It must be read (or discarded) before the first call to next.
+func (m *multipartReader) preamble() io.Reader {
+	m.started = true
+	m.cur = &partReader{m: m, atLineStart: true}
+	return m.cur
+}
+
+// next returns the next part's raw stream (header and body), or io.EOF.
+// The previous part is discarded.
+func (m *multipartReader) next() (*partReader, error) {
+	if !m.started {
+		_, _ = io.Copy(io.Discard, m.preamble())
+	}
+	if m.cur != nil {
+		_, _ = io.Copy(io.Discard, m.cur)
+		m.cur = nil
+	}
+	if m.closed || m.eof {
+		return nil, io.EOF
+	}
+	m.cur = &partReader{m: m, atLineStart: true}
+	return m.cur, nil
+}
+
+// delimiter reports whether line (with its line ending) is a delimiter line
+// for this multipart and whether it is the close delimiter. Transport padding
+// (spaces and tabs) after the boundary is allowed.
+func (m *multipartReader) delimiter(line []byte) (isDelim, isClose bool) {
+	if !bytes.HasPrefix(line, m.dash) {
+		return false, false
+	}
+	rest := line[len(m.dash):]
+	if bytes.HasPrefix(rest, []byte("--")) {
+		isClose = true
+		rest = rest[2:]
+	}
+	rest = bytes.TrimRight(rest, " \t\r\n")
+	if len(rest) != 0 {
+		return false, false
+	}
+	return true, isClose
+}
+
+// partReader reads one part of a multipart body (or its preamble) up to the
+// next delimiter line. The line ending before a delimiter belongs to the
+// delimiter, so it is held back until the next line is known.
+type partReader struct {
+	m           *multipartReader
+	held        [2]byte // line ending of the previous line, not yet returned
+	nheld       int
+	preBuf      [2]byte
+	pre         []byte // held line ending being returned (aliases preBuf)
+	pending     []byte // content being returned (aliases the bufio buffer)
+	atLineStart bool
+	done        bool
+}
+
+func (p *partReader) Read(b []byte) (int, error) {
+	for {
+		if len(p.pre) > 0 {
+			n := copy(b, p.pre)
+			p.pre = p.pre[n:]
+			return n, nil
+		}
+		if len(p.pending) > 0 {
+			n := copy(b, p.pending)
+			p.pending = p.pending[n:]
+			return n, nil
+		}
+		if p.done {
+			return 0, io.EOF
+		}
+		frag, err := p.m.br.ReadSlice('\n')
+		if len(frag) == 0 && err != nil {
+			// End of input (or a read error, which the top-level reader
+			// records): the held line ending is content.
+			p.done = true
+			p.m.eof = true
+			p.pre = p.preBuf[:copy(p.preBuf[:], p.held[:p.nheld])]
+			p.nheld = 0
+			continue
+		}
+		full := err == nil || err == io.EOF
+		if p.atLineStart && full {
+			if isDelim, isClose := p.m.delimiter(frag); isDelim {
+				p.done = true
+				p.m.found = true
+				p.nheld = 0
+				if isClose {
+					p.m.closed = true
+				}
+				if err == io.EOF && !isClose {
+					p.m.eof = true
+				}
+				return 0, io.EOF
+			}
+		}
+		content := frag
+		var eol []byte
+		if bytes.HasSuffix(content, []byte("\n")) {
+			content = content[:len(content)-1]
+			eol = []byte("\n")
+			if bytes.HasSuffix(content, []byte("\r")) {
+				content = content[:len(content)-1]
+				eol = []byte("\r\n")
+			}
+		}
+		p.pre = p.preBuf[:copy(p.preBuf[:], p.held[:p.nheld])]
+		p.nheld = copy(p.held[:], eol)
+		p.pending = content
+		p.atLineStart = len(eol) > 0
+		if err == io.EOF {
+			// Last line without a line ending; the next read ends the part.
+			p.atLineStart = false
+		}
+		if len(p.pre) == 0 && len(p.pending) == 0 && err == io.EOF {
+			continue
+		}
+	}
+}
+
+// normEncoding normalises a Content-Transfer-Encoding value, mapping the
+// misspellings seen in real mail to what they mean.
+func normEncoding(v string) string {
+	v = strings.ToLower(strings.TrimSpace(v))
+	if i := strings.IndexAny(v, ";("); i >= 0 {
+		v = v[:i]
+	}
+	v = strings.Trim(strings.TrimSpace(v), `"'`)
+	compact := strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '-', '_':
+			return -1
+		}
+		return r
+	}, v)
+	switch compact {
+	case "", "7bit", "8bit", "binary", "7bits", "8bits", "plain", "text", "none", "ascii", "usascii":
+		return "identity"
+	case "quotedprintable", "quoted", "qp":
+		return "quoted-printable"
+	case "base64", "b64":
+		return "base64"
+	}
+	return v
+}
+
+// decodeTransfer wraps r with the decoder for the transfer encoding cte.
+// ok is false for an encoding it does not know; r is returned as is.
+func decodeTransfer(cte string, r io.Reader) (io.Reader, bool) {
+	switch normEncoding(cte) {
+	case "identity":
+		return r, true
+	case "quoted-printable":
+		return &qpReader{r: r}, true
+	case "base64":
+		return &base64Reader{r: r}, true
+	}
+	return r, false
+}
+
+// b64Value maps a byte to its base64 value, 0xff for anything else. Both the
+// standard and the URL-safe alphabets are accepted.
+var b64Value = func() [256]byte {
+	var t [256]byte
+	for i := range t {
+		t[i] = 0xff
+	}
+	const std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := 0; i < len(std); i++ {
+		t[std[i]] = byte(i)
+	}
+	t['-'] = 62
+	t['_'] = 63
+	return t
+}()
+
+// b64State decodes base64 leniently: characters outside the alphabet are
+// skipped, "=" ends a group wherever it appears (so concatenated encoded
+// blocks decode), and a trailing partial group yields what it holds.
+type b64State struct {
+	quad [4]byte
+	n    int
+	bad  bool
+}
+
+func (s *b64State) feed(in, out []byte) []byte {
+	for _, c := range in {
+		v := b64Value[c]
+		if v == 0xff {
+			switch c {
+			case '=':
+				out = s.flush(out)
+			case ' ', '\t', '\r', '\n':
+			default:
+				s.bad = true
+			}
+			continue
+		}
+		s.quad[s.n] = v
+		s.n++
+		if s.n == 4 {
+			out = append(out, s.quad[0]<<2|s.quad[1]>>4, s.quad[1]<<4|s.quad[2]>>2, s.quad[2]<<6|s.quad[3])
+			s.n = 0
+		}
+	}
+	return out
+}
+
+func (s *b64State) flush(out []byte) []byte {
+	switch s.n {
+	case 1:
+		s.bad = true
+	case 2:
+		out = append(out, s.quad[0]<<2|s.quad[1]>>4)
+	case 3:
+		out = append(out, s.quad[0]<<2|s.quad[1]>>4, s.quad[1]<<4|s.quad[2]>>2)
+	}
+	s.n = 0
+	return out
+}
+
+func decodeBase64Lenient(in []byte) []byte {
+	var s b64State
+	out := s.feed(in, make([]byte, 0, len(in)*3/4+3))
+	return s.flush(out)
+}
+
+// base64Reader is a streaming lenient base64 decoder.
+type base64Reader struct {
+	r   io.Reader
+	st  b64State
+	in  [4096]byte
+	out []byte
+	buf []byte
+	eof bool
+}
+
+func (d *base64Reader) Read(p []byte) (int, error) {
+	for {
+		if len(d.out) > 0 {
+			n := copy(p, d.out)
+			d.out = d.out[n:]
+			return n, nil
+		}
+		if d.eof {
+			return 0, io.EOF
+		}
+		n, err := d.r.Read(d.in[:])
+		d.buf = d.st.feed(d.in[:n], d.buf[:0])
+		if err != nil {
+			d.buf = d.st.flush(d.buf)
+			d.eof = true
+		}
+		d.out = d.buf
+	}
+}
+
+// qpReader is a streaming lenient quoted-printable decoder: invalid escapes
+// are kept literally, "=" before a line ending (with optional white space)
+// is a soft line break, and white space at the end of a line is dropped.
+type qpReader struct {
+	r     io.Reader
+	in    [4096]byte
+	out   []byte
+	buf   []byte
+	state int  // qpNormal, qpEq, qpEqHex, qpEqWS, qpCR
+	h1    byte // first hex digit after "="
+	ws    []byte
+	eof   bool
+}
+
+const (
+	qpNormal = iota
+	qpEq
+	qpEqHex
+	qpEqWS
+	qpCR
+)
+
+func (d *qpReader) Read(p []byte) (int, error) {
+	for {
+		if len(d.out) > 0 {
+			n := copy(p, d.out)
+			d.out = d.out[n:]
+			return n, nil
+		}
+		if d.eof {
+			return 0, io.EOF
+		}
+		n, err := d.r.Read(d.in[:])
+		d.buf = d.buf[:0]
+		for _, c := range d.in[:n] {
+			d.step(c)
+		}
+		if err != nil {
+			d.finish()
+			d.eof = true
+		}
+		d.out = d.buf
+	}
+}
+
+func (d *qpReader) emitWS() {
+	d.buf = append(d.buf, d.ws...)
+	d.ws = d.ws[:0]
+}
+
+func (d *qpReader) step(c byte) {
+	switch d.state {
+	case qpNormal:
+		switch c {
+		case '=':
+			d.state = qpEq
+		case ' ', '\t':
+			d.ws = append(d.ws, c)
+			if len(d.ws) > 1024 {
+				d.emitWS()
+			}
+		case '\r':
+			d.state = qpCR
+		case '\n':
+			d.ws = d.ws[:0]
+			d.buf = append(d.buf, '\n')
+		default:
+			d.emitWS()
+			d.buf = append(d.buf, c)
+		}
+	case qpCR:
+		d.state = qpNormal
+		if c == '\n' {
+			d.ws = d.ws[:0]
+			d.buf = append(d.buf, '\r', '\n')
+			return
+		}
+		d.emitWS()
+		d.buf = append(d.buf, '\r')
+		d.step(c)
+	case qpEq:
+		d.emitWS()
+		switch {
+		case isHex(c):
+			d.h1 = c
+			d.state = qpEqHex
+		case c == ' ' || c == '\t' || c == '\r':
+			d.state = qpEqWS
+		case c == '\n':
+			d.state = qpNormal // soft line break
+		default:
+			d.state = qpNormal
+			d.buf = append(d.buf, '=')
+			d.step(c)
+		}
+	case qpEqHex:
+		d.state = qpNormal
+		if isHex(c) {
+			d.buf = append(d.buf, unhex(d.h1)<<4|unhex(c))
+			return
+		}
+		d.buf = append(d.buf, '=', d.h1)
+		d.step(c)
+	case qpEqWS:
+		switch c {
+		case ' ', '\t', '\r':
+		case '\n':
+			d.state = qpNormal // soft line break
+		default:
+			d.state = qpNormal
+			d.buf = append(d.buf, '=')
+			d.step(c)
+		}
+	}
+}
+
+func (d *qpReader) finish() {
+	switch d.state {
+	case qpEqHex:
+		d.buf = append(d.buf, '=', d.h1)
+	case qpCR:
+		d.buf = append(d.buf, '\r')
+	}
+	d.ws = d.ws[:0]
+	d.state = qpNormal
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// errTracker remembers the first error other than io.EOF from the input, so
+// that Parse can tell a read failure from the end of a message.
+type errTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (t *errTracker) Read(p []byte) (int, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
+}

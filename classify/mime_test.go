@@ -1,0 +1,106 @@
+package classify
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func readParts(t *testing.T, body, boundary string) (parts []string, closed, found bool) {
+	t.Helper()
+	mr := newMultipartReader(iotest.OneByteReader(strings.NewReader(body)), boundary)
+	pre, _ := io.ReadAll(mr.preamble())
+	parts = append(parts, "pre:"+string(pre))
+	for {
+		pr, err := mr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, string(b))
+	}
+	return parts, mr.closed, mr.found
+}
+
+func TestMultipartReaderBytes(t *testing.T) {
+	tests := []struct {
+		body   string
+		want   []string
+		closed bool
+	}{
+		{"pre\r\n--b\r\nH: 1\r\n\r\na\nb\r\nc\r\n--b\nx\n--b--\r\nepilogue", []string{"pre:pre", "H: 1\r\n\r\na\nb\r\nc", "x"}, true},
+		{"--b\r\n\r\n\r\n--b--", []string{"pre:", "\r\n"}, true},
+		{"--b\r\nunterminated\r\n", []string{"pre:", "unterminated\r\n"}, false},
+		{"--b\r\nno newline at end", []string{"pre:", "no newline at end"}, false},
+		{"--b\r\n--bb\r\n--b-\r\n-- b\r\n--b--", []string{"pre:", "--bb\r\n--b-\r\n-- b"}, true},
+		{"--b--", []string{"pre:"}, true},
+		{"no delimiter at all\r\n", []string{"pre:no delimiter at all\r\n"}, false},
+	}
+	for _, tt := range tests {
+		got, closed, _ := readParts(t, tt.body, "b")
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") || closed != tt.closed {
+			t.Errorf("%q:\n got  %q closed %v\n want %q closed %v", tt.body, got, closed, tt.want, tt.closed)
+		}
+	}
+}
+
+func TestDecoders(t *testing.T) {
+	qp := []struct{ in, want string }{
+		{"a=3Db", "a=b"},
+		{"soft=\r\nbreak", "softbreak"},
+		{"soft= \t\r\nbreak", "softbreak"},
+		{"soft=\nbreak", "softbreak"},
+		{"trailing  \r\nx\t\nend  ", "trailing\r\nx\nend"},
+		{"bad=ZZ=4", "bad=ZZ=4"},
+		{"=e4=E4", "\xe4\xe4"},
+		{"cr\ronly", "cr\ronly"},
+		{"=", ""},
+		{"a \t b", "a \t b"},
+	}
+	for _, tt := range qp {
+		got, err := io.ReadAll(&qpReader{r: iotest.OneByteReader(strings.NewReader(tt.in))})
+		if err != nil || string(got) != tt.want {
+			t.Errorf("qp %q = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	b64 := []struct{ in, want string }{
+		{"SGVsbG8gV29ybGQh", "Hello World!"},
+		{"SGVs\r\nbG8=", "Hello"},
+		{"SGVsbG8", "Hello"},
+		{"SGk=IHRoZXJl", "Hi there"},
+		{"SG*Vs bG8=", "Hello"},
+		{"S", ""},
+		{"_-__", "\xff\xef\xff"},
+	}
+	for _, tt := range b64 {
+		got, err := io.ReadAll(&base64Reader{r: iotest.OneByteReader(strings.NewReader(tt.in))})
+		if err != nil || string(got) != tt.want {
+			t.Errorf("base64 %q = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	long := bytes.Repeat([]byte("QUJD"), 100000)
+	got, _ := io.ReadAll(&base64Reader{r: bytes.NewReader(long)})
+	if !bytes.Equal(got, bytes.Repeat([]byte("ABC"), 100000)) {
+		t.Error("long base64 mismatch")
+	}
+}
+
+func TestNormEncoding(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "identity", "7bit": "identity", "7-bit": "identity", "8Bit": "identity", " binary ": "identity",
+		"plain": "identity", "7bit;": "identity", "Quoted-Printable": "quoted-printable", "quoted printable": "quoted-printable",
+		"BASE64": "base64", "base64 (x)": "base64", "x-uuencode": "x-uuencode",
+	} {
+		if got := normEncoding(in); got != want {
+			t.Errorf("normEncoding(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
