@@ -1,0 +1,262 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caseintake/caseintake/api"
+	"github.com/caseintake/caseintake/casemodel"
+	"github.com/caseintake/caseintake/store"
+)
+
+func apiClient(cmd *cobra.Command) (*api.Client, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return api.NewClient(cfg.API.Listen, cfg.API.Token), nil
+}
+
+func newCasesCmd() *cobra.Command {
+	cases := &cobra.Command{Use: "cases", Short: "List, show and change cases (talks to the running daemon)"}
+	cases.AddCommand(newCasesListCmd(), newCasesShowCmd(), newCasesSetStatusCmd())
+	return cases
+}
+
+func newCasesListCmd() *cobra.Command {
+	var f store.Filter
+	var status, priority string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List cases, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if status != "" {
+				if f.Status, err = casemodel.ParseStatus(status); err != nil {
+					return err
+				}
+			}
+			if priority != "" {
+				if f.Priority, err = casemodel.ParsePriority(priority); err != nil {
+					return err
+				}
+			}
+			c, err := apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			list, err := c.ListCases(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			printCaseTable(cmd.OutOrStdout(), list)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only cases with this status")
+	cmd.Flags().StringVar(&priority, "priority", "", "only cases with this priority")
+	cmd.Flags().StringVar(&f.Assignee, "assignee", "", "only cases assigned to this agent")
+	cmd.Flags().StringVar(&f.Requester, "requester", "", "only cases from this address")
+	cmd.Flags().StringVar(&f.Text, "text", "", "only cases whose subject contains this")
+	cmd.Flags().IntVar(&f.Limit, "limit", 0, "at most this many cases (0: all)")
+	cmd.Flags().IntVar(&f.Offset, "offset", 0, "skip this many cases first")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array (stable interface)")
+	return cmd
+}
+
+func printCaseTable(w io.Writer, list []*casemodel.Case) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CASE\tSTATUS\tPRIORITY\tREQUESTER\tUPDATED\tSUBJECT")
+	for _, c := range list {
+		fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Status, c.Priority, c.Requester,
+			c.UpdatedAt.Local().Format("2006-01-02 15:04"), c.Subject)
+	}
+	tw.Flush()
+	if len(list) == 0 {
+		fmt.Fprintln(w, "(no cases)")
+	}
+}
+
+func parseCaseID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(s, "#"), 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("case id must be a number such as 1042, got %q", s)
+	}
+	return id, nil
+}
+
+func newCasesShowCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one case with its messages, decisions, events and notifications",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseCaseID(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			view, err := c.Case(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), view)
+			}
+			printCase(cmd.OutOrStdout(), view)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (stable interface)")
+	return cmd
+}
+
+func printCase(w io.Writer, v *api.CaseView) {
+	c := v.Case
+	ts := func(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }
+	fmt.Fprintf(w, "Case #%d  %s\n", c.ID, c.Subject)
+	fmt.Fprintf(w, "  status %s · priority %s · requester %s · mailbox %s\n", c.Status, c.Priority, c.Requester, c.Mailbox)
+	fmt.Fprintf(w, "  created %s · updated %s", ts(c.CreatedAt), ts(c.UpdatedAt))
+	if c.DueAt != nil {
+		fmt.Fprintf(w, " · due %s", ts(*c.DueAt))
+	}
+	if c.Assignee != "" {
+		fmt.Fprintf(w, " · assignee %s", c.Assignee)
+	}
+	fmt.Fprintln(w)
+	if len(c.Links) > 0 {
+		fmt.Fprintf(w, "  linked cases: %v\n", c.Links)
+	}
+	fmt.Fprintln(w, "\nMessages:")
+	for _, m := range c.Messages {
+		if m.Direction == casemodel.In {
+			fmt.Fprintf(w, "  %s  in   %s  <%s>\n      %s\n      filed by: %s\n", ts(m.Date), m.From, m.MessageID, m.Subject, m.Signal)
+		} else {
+			fmt.Fprintf(w, "  %s  out  %s to %s  <%s>\n", ts(m.Date), m.Kind, strings.Join(m.To, ", "), m.MessageID)
+		}
+	}
+	fmt.Fprintln(w, "\nEvents:")
+	for _, e := range c.Events {
+		change := ""
+		if e.From != "" || e.To != "" {
+			change = fmt.Sprintf(" %s → %s", e.From, e.To)
+		}
+		note := ""
+		if e.Note != "" {
+			note = " — " + e.Note
+		}
+		fmt.Fprintf(w, "  %s  %-8s %s%s%s\n", ts(e.At), e.Actor, e.Kind, change, note)
+	}
+	fmt.Fprintln(w, "\nNotifications:")
+	for _, n := range v.Notifications {
+		line := fmt.Sprintf("  %-13s %-8s to %s", n.Kind, n.State, strings.Join(append(append([]string{}, n.Delivered...), n.To...), ", "))
+		if len(n.Failed) > 0 {
+			line += " · failed: " + strings.Join(n.Failed, ", ")
+		}
+		if n.LastError != "" {
+			line += " · " + n.LastError
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func newCasesSetStatusCmd() *cobra.Command {
+	var note, actor string
+	cmd := &cobra.Command{
+		Use:   "set-status ID STATUS",
+		Short: "Change a case's status as an agent (" + strings.Join(statusNames(), ", ") + ")",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseCaseID(args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := casemodel.ParseStatus(args[1]); err != nil {
+				return err
+			}
+			c, err := apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			updated, err := c.SetStatus(cmd.Context(), id, api.StatusRequest{Status: args[1], Note: note, Actor: actor})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "case #%d is now %s\n", updated.ID, updated.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&note, "note", "", "a note for the case history and the notification")
+	cmd.Flags().StringVar(&actor, "as", "", "the agent's name for the history (default cli)")
+	return cmd
+}
+
+func statusNames() []string {
+	var out []string
+	for _, s := range casemodel.Statuses {
+		out = append(out, string(s))
+	}
+	return out
+}
+
+func newTraceCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "trace MESSAGE-ID",
+		Short: "Show what happened to a message: every decision recorded about it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			ds, err := c.Trace(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), ds)
+			}
+			w := cmd.OutOrStdout()
+			if len(ds) == 0 {
+				fmt.Fprintf(w, "no message with Message-ID %s has been seen\n", args[0])
+				return nil
+			}
+			for _, d := range ds {
+				fmt.Fprintf(w, "%s  mailbox %s UID %d (uidvalidity %d)\n  outcome: %s", d.DecidedAt.Local().Format("2006-01-02 15:04:05"), d.Mailbox, d.UID, d.UIDValidity, d.Outcome)
+				if d.CaseID != 0 {
+					fmt.Fprintf(w, " (case #%d)", d.CaseID)
+				}
+				fmt.Fprintf(w, "\n  signal:  %s\n  from %s, %q, %d bytes, raw %s\n", d.Signal, d.From, d.Subject, d.Size, d.RawRef)
+				for _, warn := range d.Warnings {
+					fmt.Fprintf(w, "  warning: %s\n", warn)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,438 @@
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caseintake/caseintake/casemodel"
+	"github.com/caseintake/caseintake/classify"
+	"github.com/caseintake/caseintake/mailbox"
+	"github.com/caseintake/caseintake/notify"
+	"github.com/caseintake/caseintake/store"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultMaxReceived = 40
+	DefaultAckLimit    = 10
+	ackWindow          = time.Hour
+	textExcerpt        = 8 << 10
+)
+
+// Options tune the pipeline.
+type Options struct {
+	ReopenWindow time.Duration
+	Urgency      *classify.Urgency
+	Limits       classify.Limits
+	// OwnAddresses are the support addresses: never a requester, and mail
+	// from them is our own.
+	OwnAddresses []string
+	// MaxReceived quarantines mail with more Received headers as a loop.
+	MaxReceived int
+	// AckLimit is the most acknowledgements one address gets per hour.
+	AckLimit int
+	Now      func() time.Time
+}
+
+// Pipeline turns fetched messages into case changes.
+type Pipeline struct {
+	store    *store.Store
+	render   *notify.Renderer
+	opts     Options
+	log      *slog.Logger
+	onCommit func()
+}
+
+// New returns a pipeline; onCommit is called after every commit that queued
+// notifications (to kick the outbox worker).
+func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, onCommit func()) *Pipeline {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxReceived == 0 {
+		opts.MaxReceived = DefaultMaxReceived
+	}
+	if opts.AckLimit == 0 {
+		opts.AckLimit = DefaultAckLimit
+	}
+	if opts.Urgency == nil {
+		opts.Urgency = classify.NewUrgency(classify.DefaultUrgentPhrases())
+	}
+	if opts.Limits == (classify.Limits{}) {
+		opts.Limits = classify.DefaultLimits()
+	}
+	for i, a := range opts.OwnAddresses {
+		opts.OwnAddresses[i] = strings.ToLower(a)
+	}
+	if onCommit == nil {
+		onCommit = func() {}
+	}
+	return &Pipeline{store: st, render: r, opts: opts, log: log, onCommit: onCommit}
+}
+
+var _ mailbox.Handler = (*Pipeline)(nil)
+
+// Handle decides one message. It returns Ack only after the decision is
+// committed, Quarantine for a message that cannot become a case (also
+// committed), and Retry when the store could not take it (disk full, I/O
+// error): the message stays on the server.
+func (p *Pipeline) Handle(ctx context.Context, in *mailbox.Incoming) (disp mailbox.Disposition) {
+	log := p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", in.MessageID)
+	if d, err := p.store.DecisionByUID(in.Mailbox, in.UIDValidity, in.UID); err != nil {
+		log.Error("cannot read the store; will retry", "err", err)
+		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	} else if d != nil {
+		log.Info("already decided before a restart; acknowledging again", "outcome", d.Outcome, "case", d.CaseID)
+		return dispositionOf(d)
+	}
+	base := store.Decision{Mailbox: in.Mailbox, UIDValidity: in.UIDValidity, UID: in.UID,
+		MessageID: in.MessageID, Size: in.Size, ReceivedAt: in.InternalDate}
+	if in.Oversize || in.Body == nil {
+		base.MessageKey = in.MessageID
+		return p.quarantine(log, base, "too-large", fmt.Sprintf("RFC822.SIZE %d bytes is over max_message_size; not downloaded, left in the quarantine folder", in.Size))
+	}
+	ref, size, err := p.store.WriteRaw(in.Body)
+	if err != nil {
+		log.Error("cannot store the raw message (disk full or not writable?); left on the server, will retry", "err", err)
+		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	}
+	base.RawRef, base.Size = ref, size
+	log = log.With("raw", ref)
+
+	msg, perr := p.parse(ref)
+	if perr != nil {
+		base.MessageKey = ref
+		if msg != nil && msg.MessageID != "" {
+			base.MessageKey = msg.MessageID
+		}
+		reason := "unparseable"
+		var pe *classify.ParseError
+		if errors.As(perr, &pe) {
+			reason = pe.Reason
+		}
+		return p.quarantine(log, base, reason, perr.Error())
+	}
+	base.MessageID, base.From, base.Subject, base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
+	base.MessageKey = msg.MessageID
+	if base.MessageKey == "" {
+		base.MessageKey = ref
+	}
+	log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID)
+
+	d, queued, err := p.commit(base, msg)
+	var pe *panicError
+	if errors.As(err, &pe) {
+		log.Error("deciding the message panicked; quarantining it", "panic", pe.value, "stack", pe.stack)
+		return p.quarantine(log, base, "panic", fmt.Sprintf("processing panicked: %v", pe.value))
+	}
+	if err != nil {
+		log.Error("cannot commit; left on the server, will retry", "err", err)
+		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	}
+	log.Info("message decided", "outcome", d.Outcome, "signal", d.Signal, "case", d.CaseID)
+	if queued > 0 {
+		p.onCommit()
+	}
+	return dispositionOf(d)
+}
+
+// panicError is a panic in the decision logic, turned into an error so the
+// message is quarantined with a record instead of retried forever.
+type panicError struct {
+	value any
+	stack string
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// commit decides msg and records the decision in one transaction (rolled
+// back on any error or panic). It returns the decision and how many
+// notifications it queued.
+func (p *Pipeline) commit(base store.Decision, msg *classify.Message) (d *store.Decision, queued int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			d, queued, err = nil, 0, &panicError{value: r, stack: string(debug.Stack())}
+		}
+	}()
+	err = p.store.Update(func(tx *store.Tx) error {
+		dec := base
+		n, err := p.decide(tx, &dec, msg)
+		if err != nil {
+			return err
+		}
+		if err := tx.RecordDecision(&dec); err != nil {
+			return err
+		}
+		d, queued = &dec, n
+		return nil
+	})
+	return d, queued, err
+}
+
+func dispositionOf(d *store.Decision) mailbox.Disposition {
+	if strings.HasPrefix(d.Outcome, store.OutcomeQuarantined+":") {
+		return mailbox.Disposition{Action: mailbox.Quarantine, Reason: d.Signal}
+	}
+	return mailbox.Disposition{Action: mailbox.Ack, Reason: d.Outcome}
+}
+
+// parse reads the stored bytes; a panic in the parser is a parse error.
+func (p *Pipeline) parse(ref string) (msg *classify.Message, err error) {
+	f, err := p.store.OpenRaw(ref)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, &classify.ParseError{Reason: "panic", Err: fmt.Errorf("%v\n%s", r, debug.Stack())}
+		}
+	}()
+	return classify.Parse(f, p.opts.Limits)
+}
+
+func (p *Pipeline) quarantine(log *slog.Logger, d store.Decision, reason, detail string) mailbox.Disposition {
+	d.Outcome = store.OutcomeQuarantined + ":" + reason
+	d.Signal = detail
+	d.DecidedAt = p.opts.Now()
+	err := p.store.Update(func(tx *store.Tx) error {
+		if prev, err := tx.DecisionByKey(d.MessageKey); err != nil {
+			return err
+		} else if prev != nil && prev.Mailbox == d.Mailbox && prev.UID == d.UID {
+			return nil
+		}
+		return tx.RecordDecision(&d)
+	})
+	if err != nil {
+		log.Error("cannot record quarantine; left on the server, will retry", "err", err)
+		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	}
+	log.Warn("message quarantined", "reason", reason, "detail", firstLine(detail))
+	return mailbox.Disposition{Action: mailbox.Quarantine, Reason: reason + ": " + firstLine(detail)}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// decide applies msg to the store and fills d's outcome; it returns how
+// many notifications it queued.
+func (p *Pipeline) decide(tx *store.Tx, d *store.Decision, msg *classify.Message) (int, error) {
+	now := p.opts.Now()
+	d.DecidedAt = now
+	if prev, err := tx.DecisionByKey(d.MessageKey); err != nil {
+		return 0, err
+	} else if prev != nil {
+		d.Outcome = store.OutcomeIgnored + ":duplicate"
+		d.Signal = fmt.Sprintf("already decided as %s (mailbox %s, UID %d)", prev.Outcome, prev.Mailbox, prev.UID)
+		d.CaseID = prev.CaseID
+		return 0, nil
+	}
+	if msg.ReceivedCount > p.opts.MaxReceived {
+		d.Outcome = store.OutcomeQuarantined + ":loop"
+		d.Signal = fmt.Sprintf("%d Received headers (limit %d): a mail loop", msg.ReceivedCount, p.opts.MaxReceived)
+		return 0, nil
+	}
+	thread, signal, err := p.thread(tx, msg)
+	if err != nil {
+		return 0, err
+	}
+	automated := msg.Automated
+	if automated == "" && slices.Contains(p.opts.OwnAddresses, msg.From) {
+		automated = "sender is our own support address " + msg.From
+	}
+	if automated != "" {
+		d.Outcome = store.OutcomeIgnored + ":automated"
+		d.Signal = automated
+		if thread != nil {
+			d.CaseID = thread.ID
+			d.Signal += fmt.Sprintf("; concerns case #%d (%s), left unchanged", thread.ID, signal)
+		}
+		return 0, nil
+	}
+	phrase, urgent := p.opts.Urgency.Match(msg.Subject)
+	if thread != nil && !thread.IsParticipant(msg.From) {
+		signal = fmt.Sprintf("%s, but %s is not a participant of case #%d: opened a new case", signal, msg.From, thread.ID)
+		thread = nil
+	}
+	if thread == nil {
+		return p.newCase(tx, d, msg, signal, phrase, urgent, nil, now)
+	}
+	switch casemodel.ReplyEffect(thread, now, p.opts.ReopenWindow) {
+	case casemodel.OpenLinked:
+		old := thread
+		if old.Status != casemodel.Archived {
+			old.SetStatus(casemodel.Archived, "system", fmt.Sprintf("closed longer than the reopen window (%v)", p.opts.ReopenWindow), now)
+		}
+		return p.newCase(tx, d, msg, fmt.Sprintf("%s; case #%d is archived: opened a linked case", signal, old.ID), phrase, urgent, old, now)
+	case casemodel.Reopen:
+		return p.reply(tx, d, msg, thread, signal, phrase, urgent, true, now)
+	default:
+		return p.reply(tx, d, msg, thread, signal, phrase, urgent, false, now)
+	}
+}
+
+// thread finds the case msg belongs to: subject tag first, then
+// In-Reply-To, then References (newest first).
+func (p *Pipeline) thread(tx *store.Tx, msg *classify.Message) (*casemodel.Case, string, error) {
+	var tagNote string
+	if id, ok := classify.CaseTag(msg.Subject); ok {
+		c, err := tx.Case(id)
+		if err == nil {
+			return c, fmt.Sprintf("subject tag #%d", id), nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, "", err
+		}
+		tagNote = fmt.Sprintf("subject tag #%d names no case; ", id)
+	}
+	try := func(header string, ids []string) (*casemodel.Case, string, error) {
+		for i := len(ids) - 1; i >= 0; i-- {
+			if id, ok := tx.CaseByMessageID(ids[i]); ok {
+				c, err := tx.Case(id)
+				if err != nil {
+					return nil, "", err
+				}
+				return c, fmt.Sprintf("%s%s <%s> is on case #%d", tagNote, header, ids[i], id), nil
+			}
+		}
+		return nil, "", nil
+	}
+	if c, sig, err := try("In-Reply-To", msg.InReplyTo); c != nil || err != nil {
+		return c, sig, err
+	}
+	if c, sig, err := try("References", msg.References); c != nil || err != nil {
+		return c, sig, err
+	}
+	return nil, tagNote + "no case tag or known Message-ID in In-Reply-To/References: new request", nil
+}
+
+func (p *Pipeline) incoming(d *store.Decision, msg *classify.Message, signal string) casemodel.Message {
+	date := msg.Date
+	if date.IsZero() {
+		date = d.ReceivedAt
+	}
+	return casemodel.Message{
+		MessageID: msg.MessageID, Direction: casemodel.In, From: msg.From, To: msg.To,
+		Subject: msg.Subject, Date: date, Signal: signal, Mailbox: d.Mailbox, UID: d.UID,
+		RawRef: d.RawRef, Text: truncate(msg.Text, textExcerpt),
+	}
+}
+
+func (p *Pipeline) newCase(tx *store.Tx, d *store.Decision, msg *classify.Message, signal, phrase string, urgent bool, linkedFrom *casemodel.Case, now time.Time) (int, error) {
+	requester := msg.ReplyTo
+	if requester == "" || slices.Contains(p.opts.OwnAddresses, requester) {
+		requester = msg.From
+	}
+	if requester == "" {
+		d.Outcome = store.OutcomeQuarantined + ":no-sender"
+		d.Signal = "no From or Reply-To address: nobody to open a case for"
+		return 0, nil
+	}
+	id, err := tx.NewCaseID()
+	if err != nil {
+		return 0, err
+	}
+	prio := casemodel.Normal
+	if urgent {
+		prio = casemodel.Urgent
+		signal += fmt.Sprintf("; subject phrase %q: urgent", phrase)
+	}
+	subject := classify.StripReplyPrefixes(msg.Subject)
+	if subject == "" {
+		subject = "(no subject)"
+	}
+	c := casemodel.New(id, subject, requester, msg.FromName, d.Mailbox, prio, now)
+	c.Language = msg.ContentLanguage
+	c.AddParticipants(msg.From)
+	for _, a := range msg.Cc {
+		if !slices.Contains(p.opts.OwnAddresses, a) {
+			c.AddParticipants(a)
+		}
+	}
+	if linkedFrom != nil {
+		c.Links = append(c.Links, linkedFrom.ID)
+		c.AddEvent(casemodel.Event{At: now, Actor: "mail", Kind: "linked", To: linkedFrom.Tag(), Note: "reply to archived case " + linkedFrom.Tag()})
+		linkedFrom.Links = append(linkedFrom.Links, c.ID)
+		linkedFrom.AddEvent(casemodel.Event{At: now, Actor: "mail", Kind: "linked", To: c.Tag(), Note: "a reply opened case " + c.Tag()})
+		if err := tx.PutCase(linkedFrom); err != nil {
+			return 0, err
+		}
+	}
+	c.Messages = append(c.Messages, p.incoming(d, msg, signal))
+	ack := true
+	if n := tx.AcksSince(requester, now.Add(-ackWindow)); n >= p.opts.AckLimit {
+		ack = false
+		signal += fmt.Sprintf("; acknowledgement suppressed: %d sent to %s in the last hour (limit %d)", n, requester, p.opts.AckLimit)
+	}
+	d.Outcome, d.Signal, d.CaseID = store.OutcomeNewCase, signal, c.ID
+	rows, err := p.render.NewCase(c, notify.Event{Signal: signal, Text: msg.Text, ReplyTo: msg.MessageID}, ack, now)
+	if err != nil {
+		return 0, err
+	}
+	return len(rows), p.commitCase(tx, c, msg.MessageID, rows, now)
+}
+
+func (p *Pipeline) reply(tx *store.Tx, d *store.Decision, msg *classify.Message, c *casemodel.Case, signal, phrase string, urgent, reopen bool, now time.Time) (int, error) {
+	var rows []*store.Outgoing
+	c.Messages = append(c.Messages, p.incoming(d, msg, signal))
+	if reopen {
+		from := c.Status
+		c.SetStatus(casemodel.Open, "mail", "reply from "+msg.From, now)
+		signal += fmt.Sprintf("; reopened from %s", from)
+		r, err := p.render.Reopened(c, notify.Event{From: from, To: casemodel.Open, Text: msg.Text, ReplyTo: msg.MessageID, Actor: msg.From}, now)
+		if err != nil {
+			return 0, err
+		}
+		rows = append(rows, r...)
+	} else {
+		c.AddEvent(casemodel.Event{At: now, Actor: "mail", Kind: "reply", Note: "reply from " + msg.From})
+	}
+	if urgent && c.RaisePriority(casemodel.Urgent, "mail", fmt.Sprintf("subject phrase %q", phrase), now) {
+		signal += fmt.Sprintf("; subject phrase %q: raised to urgent", phrase)
+		r, err := p.render.RaisedUrgent(c, notify.Event{Signal: signal, Text: msg.Text}, now)
+		if err != nil {
+			return 0, err
+		}
+		rows = append(rows, r...)
+	}
+	c.Messages[len(c.Messages)-1].Signal = signal
+	d.Outcome, d.Signal, d.CaseID = store.OutcomeAppended, signal, c.ID
+	return len(rows), p.commitCase(tx, c, msg.MessageID, rows, now)
+}
+
+// commitCase queues the notifications, threads the requester's ones onto the
+// case and writes it.
+func (p *Pipeline) commitCase(tx *store.Tx, c *casemodel.Case, msgID string, rows []*store.Outgoing, now time.Time) error {
+	if err := tx.IndexMessageID(msgID, c.ID); err != nil {
+		return err
+	}
+	if err := p.render.Enqueue(tx, c, rows, now); err != nil {
+		return err
+	}
+	for _, o := range rows {
+		if o.Kind == notify.KindAck {
+			if err := tx.RecordAck(c.Requester, now, ackWindow); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.PutCase(c)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
