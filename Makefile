@@ -4,7 +4,7 @@ GO      ?= go
 PREFIX  ?= /usr/local
 BIN     := bin/caseintake
 
-.PHONY: all build test unit e2e demo lint fmt clean
+.PHONY: all build test unit e2e demo lint fmt clean install
 
 all: build
 
@@ -32,6 +32,18 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+
+# install puts the binary, the systemd unit, an example config and an empty
+# secret layout in place; DESTDIR and PREFIX are honoured (packaging).
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/caseintake
+	install -D -m 0644 caseintake.service $(DESTDIR)$(PREFIX)/lib/systemd/system/caseintake.service
+	sed -i 's#/usr/local/bin/caseintake#$(PREFIX)/bin/caseintake#' $(DESTDIR)$(PREFIX)/lib/systemd/system/caseintake.service
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/caseintake/README.md
+	install -d -m 0750 $(DESTDIR)/etc/caseintake
+	test -e $(DESTDIR)/etc/caseintake/caseintake.yaml || install -m 0640 testdata/caseintake.example.yaml $(DESTDIR)/etc/caseintake/caseintake.yaml
+	for f in api.token imap.secret smtp.secret; do \
+		test -e $(DESTDIR)/etc/caseintake/$$f || install -m 0640 /dev/null $(DESTDIR)/etc/caseintake/$$f; done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

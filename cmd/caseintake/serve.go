@@ -85,15 +85,22 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	sup := &supervisor{log: log, workers: d.workers}
+	for _, m := range cfg.Mailboxes {
+		sup.names = append(sup.names, m.Name)
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = d.notifier.Run(ctx) })
 	for _, w := range d.workers {
+		sup.running.Add(1)
 		wg.Go(func() {
+			defer sup.running.Add(-1)
 			if err := w.Run(ctx); err != nil {
 				log.Error("mailbox worker stopped", "err", err)
 			}
 		})
 	}
+	go sup.run(ctx)
 	apiErr := make(chan error, 1)
 	go func() { apiErr <- d.api.Serve(d.apiLn) }()
 	log.Info("caseintake started", "mailboxes", len(d.workers), "api", d.apiLn.Addr().String(), "data_dir", cfg.DataDir)
@@ -107,6 +114,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 		log.Error("API server failed; stopping", "err", err)
 	}
 	log.Info("stopping: finishing the messages in hand")
+	sup.stopping()
 	cancel()
 	shutdownCtx, done := context.WithTimeout(context.Background(), stopTimeout)
 	defer done()

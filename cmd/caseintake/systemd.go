@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	sdaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/caseintake/caseintake/mailbox"
+)
+
+// readyTimeout bounds the wait for every mailbox worker's first connection
+// attempt before READY=1 is sent anyway (systemd's start timeout is longer).
+const readyTimeout = 60 * time.Second
+
+// supervisor reports the daemon's state to systemd (Type=notify): READY=1
+// once every mailbox worker has connected or reported its error, STATUS=
+// lines with each mailbox's state, WATCHDOG=1 while every worker runs, and
+// STOPPING=1 on shutdown. Without NOTIFY_SOCKET it sends nothing.
+type supervisor struct {
+	log     *slog.Logger
+	workers []*mailbox.Worker
+	names   []string
+	// running counts worker goroutines that have not returned; the
+	// watchdog is fed only while it equals len(workers).
+	running atomic.Int64
+}
+
+func (s *supervisor) notify(state string) {
+	if _, err := sdaemon.SdNotify(false, state); err != nil {
+		s.log.Warn("systemd notify failed", "state", state, "err", err)
+	}
+}
+
+// status is one line with every mailbox's state, for STATUS= and logs.
+func (s *supervisor) status() string {
+	parts := make([]string, len(s.workers))
+	for i, w := range s.workers {
+		st := w.Status()
+		switch {
+		case st.Connected:
+			parts[i] = s.names[i] + ": connected"
+		case st.LastError != "":
+			parts[i] = s.names[i] + ": " + st.LastError
+		default:
+			parts[i] = s.names[i] + ": connecting"
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// settled reports whether every worker has connected or failed once.
+func (s *supervisor) settled() bool {
+	for _, w := range s.workers {
+		if st := w.Status(); !st.Connected && st.LastError == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// run sends READY=1 when the workers have settled (or readyTimeout
+// passed), then STATUS= on every change and WATCHDOG=1 at half the
+// watchdog interval while all workers run, until ctx ends.
+func (s *supervisor) run(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(readyTimeout)
+	for !s.settled() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	last := s.status()
+	s.notify(sdaemon.SdNotifyReady + "\nSTATUS=" + last)
+	s.log.Info("ready", "status", last)
+
+	watchdog, err := sdaemon.SdWatchdogEnabled(false)
+	if err != nil {
+		s.log.Warn("systemd watchdog settings unreadable; not feeding it", "err", err)
+	}
+	feed := time.Duration(0)
+	if watchdog > 0 {
+		feed = watchdog / 2
+	}
+	lastFeed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if now := s.status(); now != last {
+			last = now
+			s.notify("STATUS=" + now)
+		}
+		if feed > 0 && time.Since(lastFeed) >= feed {
+			if int(s.running.Load()) == len(s.workers) {
+				s.notify(sdaemon.SdNotifyWatchdog)
+				lastFeed = time.Now()
+			} else {
+				s.log.Error("a mailbox worker has stopped; no longer feeding the systemd watchdog", "running", s.running.Load(), "workers", len(s.workers))
+			}
+		}
+	}
+}
+
+func (s *supervisor) stopping() {
+	s.notify(sdaemon.SdNotifyStopping + "\nSTATUS=" + fmt.Sprintf("stopping: finishing %d mailbox worker(s)", s.running.Load()))
+}
