@@ -163,7 +163,16 @@ func assemble(cfg *config.Config, st *store.Store, log *slog.Logger) (*daemon, e
 		return nil, err
 	}
 	srv := api.NewServer(st, renderer, cfg.API.Token, log.With("component", "api"), d.notifier.Kick)
-	d.api = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	h := &health{cfg: cfg, store: st, workers: d.workers}
+	mux := http.NewServeMux()
+	mux.Handle("/", srv.Handler())
+	// /readyz, like /healthz, answers without a token: probes rarely carry
+	// one, and it says only whether mailboxes, store and outbox work.
+	mux.HandleFunc("GET /readyz", h.serveReadyz)
+	// /metrics needs the token: mailbox names and volumes are operational
+	// detail, and Prometheus sends bearer tokens (authorization.credentials_file).
+	mux.Handle("GET /metrics", requireToken(cfg.API.Token, h.metricsHandler()))
+	d.api = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return d, nil
 }
 

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caseintake/caseintake/config"
+)
+
+func TestReadyzAndMetrics(t *testing.T) {
+	cfgPath, _ := daemonForTest(t)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + cfg.API.Listen
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz", ""); code != http.StatusOK {
+		t.Fatalf("/healthz = %d %s", code, body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := get("/readyz", "")
+		if code == http.StatusOK && strings.Contains(body, `"ready"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never ready: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := get("/metrics", ""); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without token = %d, want 401", code)
+	}
+	if code, _ := get("/metrics", "wrong-token-wrong-token"); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics with a wrong token = %d, want 401", code)
+	}
+	code, body := get("/metrics", cfg.API.Token)
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`caseintake_imap_connected{mailbox="support"} 1`,
+		`caseintake_cases{status="open"} 0`,
+		`caseintake_outbox_pending 0`,
+		`caseintake_imap_reconnects_total{mailbox="support"} 0`,
+		`caseintake_imap_last_poll_timestamp_seconds{mailbox="support"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
