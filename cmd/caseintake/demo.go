@@ -106,7 +106,7 @@ func runDemo(ctx context.Context, out io.Writer, seedDir string, once bool) erro
 	defer cancel()
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, log, func(addr string) { ready <- addr }) }()
+	go func() { served <- serve(ctx, cfg, log, serveOptions{ready: func(addr string) { ready <- addr }}) }()
 	var apiAddr string
 	select {
 	case apiAddr = <-ready:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/caseintake/caseintake/casemodel"
-	"github.com/caseintake/caseintake/config"
-	"github.com/caseintake/caseintake/mailbox"
 	"github.com/caseintake/caseintake/store"
 )
 
@@ -27,17 +24,17 @@ const outboxStuckAfter = time.Hour
 // health serves /readyz and the Prometheus collector behind /metrics; both
 // read the live state at request time.
 type health struct {
-	cfg     *config.Config
+	dataDir string
 	store   *store.Store
-	workers []*mailbox.Worker
+	pool    *mailboxPool
 }
 
 // readiness lists what is not ready; empty means ready.
 func (h *health) readiness(now time.Time) []string {
 	var problems []string
-	for i, w := range h.workers {
-		m := h.cfg.Mailboxes[i]
-		st := w.Status()
+	for _, w := range h.pool.snapshot() {
+		m := w.cfg
+		st := w.worker.Status()
 		switch {
 		case !st.Connected:
 			problems = append(problems, fmt.Sprintf("mailbox %s: not connected: %s", m.Name, st.LastError))
@@ -45,8 +42,8 @@ func (h *health) readiness(now time.Time) []string {
 			problems = append(problems, fmt.Sprintf("mailbox %s: no successful poll since %s", m.Name, st.LastPoll.Format(time.RFC3339)))
 		}
 	}
-	if f, err := os.CreateTemp(filepath.Join(h.cfg.DataDir), ".readyz-"); err != nil {
-		problems = append(problems, fmt.Sprintf("data_dir %s not writable: %v", h.cfg.DataDir, err))
+	if f, err := os.CreateTemp(h.dataDir, ".readyz-"); err != nil {
+		problems = append(problems, fmt.Sprintf("data_dir %s not writable: %v", h.dataDir, err))
 	} else {
 		f.Close()
 		os.Remove(f.Name())
@@ -101,9 +98,9 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descOutboxOldest, prometheus.GaugeValue, age)
 	}
-	for i, w := range h.workers {
-		name := h.cfg.Mailboxes[i].Name
-		st := w.Status()
+	for _, w := range h.pool.snapshot() {
+		name := w.cfg.Name
+		st := w.worker.Status()
 		connected := 0.0
 		if st.Connected {
 			connected = 1

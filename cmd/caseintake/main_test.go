@@ -72,7 +72,7 @@ func daemonForTest(t *testing.T) (cfgPath string, m *devmail.Server) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), func(a string) { ready <- a })
+		done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), serveOptions{ready: func(a string) { ready <- a }})
 	}()
 	t.Cleanup(func() {
 		cancel()

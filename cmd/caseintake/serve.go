@@ -8,8 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +21,6 @@ import (
 	"github.com/caseintake/caseintake/classify"
 	"github.com/caseintake/caseintake/config"
 	"github.com/caseintake/caseintake/intake"
-	"github.com/caseintake/caseintake/mailbox"
 	"github.com/caseintake/caseintake/notify"
 	"github.com/caseintake/caseintake/store"
 )
@@ -38,7 +40,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg.Log, os.Stderr)
-			return serve(cmd.Context(), cfg, log, nil)
+			return serve(cmd.Context(), cfg, log, serveOptions{reload: func() (*config.Config, error) { return loadConfig(cmd) }})
 		},
 	}
 }
@@ -66,52 +68,65 @@ func newLogger(c config.Log, w *os.File) *slog.Logger {
 type daemon struct {
 	store    *store.Store
 	notifier *notify.Worker
-	workers  []*mailbox.Worker
+	pipeline *intake.Pipeline
 	api      *http.Server
 	apiLn    net.Listener
 }
 
-// serve runs the daemon until ctx ends. ready, if set, is called with the
-// API address once everything is started.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func(apiAddr string)) error {
+// serveOptions are the optional hooks of serve.
+type serveOptions struct {
+	// ready is called with the API address once everything is started.
+	ready func(apiAddr string)
+	// reload loads the config again on SIGHUP; nil ignores SIGHUP.
+	reload func() (*config.Config, error)
+}
+
+// serve runs the daemon until ctx ends.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts serveOptions) error {
 	st, err := store.Open(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	d, err := assemble(cfg, st, log)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pool := newMailboxPool(ctx, nil, intake.Cursors(st), log.With("component", "mailbox"))
+	d, err := assemble(cfg, st, pool, log)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sup := &supervisor{log: log, workers: d.workers}
-	for _, m := range cfg.Mailboxes {
-		sup.names = append(sup.names, m.Name)
-	}
+	pool.handler = d.pipeline
+	sup := &supervisor{log: log, pool: pool}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = d.notifier.Run(ctx) })
-	for _, w := range d.workers {
-		sup.running.Add(1)
-		wg.Go(func() {
-			defer sup.running.Add(-1)
-			if err := w.Run(ctx); err != nil {
-				log.Error("mailbox worker stopped", "err", err)
-			}
-		})
-	}
+	pool.apply(cfg.Mailboxes)
 	go sup.run(ctx)
 	apiErr := make(chan error, 1)
 	go func() { apiErr <- d.api.Serve(d.apiLn) }()
-	log.Info("caseintake started", "mailboxes", len(d.workers), "api", d.apiLn.Addr().String(), "data_dir", cfg.DataDir)
-	if ready != nil {
-		ready(d.apiLn.Addr().String())
+	log.Info("caseintake started", "mailboxes", len(cfg.Mailboxes), "api", d.apiLn.Addr().String(), "data_dir", cfg.DataDir)
+	if opts.ready != nil {
+		opts.ready(d.apiLn.Addr().String())
 	}
-	select {
-	case <-ctx.Done():
-	case err = <-apiErr:
-		err = fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
-		log.Error("API server failed; stopping", "err", err)
+	hup := make(chan os.Signal, 1)
+	if opts.reload != nil {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+	running := cfg
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case err = <-apiErr:
+			err = fmt.Errorf("api.listen %s: %w", cfg.API.Listen, err)
+			log.Error("API server failed; stopping", "err", err)
+			break wait
+		case <-hup:
+			sup.reloading()
+			running = reloadConfig(running, opts.reload, pool, log)
+			sup.reloaded()
+		}
 	}
 	log.Info("stopping: finishing the messages in hand")
 	sup.stopping()
@@ -120,7 +135,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	defer done()
 	_ = d.api.Shutdown(shutdownCtx)
 	stopped := make(chan struct{})
-	go func() { wg.Wait(); close(stopped) }()
+	go func() { pool.wait(); wg.Wait(); close(stopped) }()
 	select {
 	case <-stopped:
 		log.Info("stopped")
@@ -130,8 +145,32 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready func
 	return err
 }
 
+// reloadConfig applies a new config on SIGHUP: mailboxes are added, removed
+// or restarted one by one, the others keep running. An invalid config is
+// refused and the running one stays. It returns the config now in force.
+func reloadConfig(running *config.Config, load func() (*config.Config, error), pool *mailboxPool, log *slog.Logger) *config.Config {
+	next, err := load()
+	if err != nil {
+		var cerr *config.Error
+		if errors.As(err, &cerr) {
+			log.Error("config reload refused; the running config stays in force", "file", cerr.File, "problems", cerr.Problems)
+		} else {
+			log.Error("config reload refused; the running config stays in force", "err", err)
+		}
+		return running
+	}
+	added, removed, changed := pool.apply(next.Mailboxes)
+	log.Info("config reloaded", "mailboxes_added", added, "mailboxes_removed", removed, "mailboxes_restarted", changed)
+	a, b := *running, *next
+	a.Mailboxes, b.Mailboxes = nil, nil
+	if !reflect.DeepEqual(a, b) {
+		log.Warn("config changes outside mailboxes (smtp, notify, api, intake, data_dir, log) take effect at the next restart")
+	}
+	return next
+}
+
 // assemble builds the parts from the config.
-func assemble(cfg *config.Config, st *store.Store, log *slog.Logger) (*daemon, error) {
+func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.Logger) (*daemon, error) {
 	renderer, err := notify.NewRenderer(cfg.SMTP, cfg.Notify)
 	if err != nil {
 		return nil, err
@@ -149,21 +188,17 @@ func assemble(cfg *config.Config, st *store.Store, log *slog.Logger) (*daemon, e
 	for _, m := range cfg.Mailboxes {
 		own = append(own, m.Address)
 	}
-	pipeline := intake.New(st, renderer, intake.Options{
+	d.pipeline = intake.New(st, renderer, intake.Options{
 		ReopenWindow: cfg.Intake.ReopenWindow,
 		Urgency:      classify.NewUrgency(phrases),
 		OwnAddresses: own,
 	}, log.With("component", "intake"), d.notifier.Kick)
-	cursors := intake.Cursors(st)
-	for _, m := range cfg.Mailboxes {
-		d.workers = append(d.workers, mailbox.NewWorker(m, pipeline, cursors, log.With("component", "mailbox")))
-	}
 	d.apiLn, err = listen(cfg.API.Listen)
 	if err != nil {
 		return nil, err
 	}
 	srv := api.NewServer(st, renderer, cfg.API.Token, log.With("component", "api"), d.notifier.Kick)
-	h := &health{cfg: cfg, store: st, workers: d.workers}
+	h := &health{dataDir: cfg.DataDir, store: st, pool: pool}
 	mux := http.NewServeMux()
 	mux.Handle("/", srv.Handler())
 	// /readyz, like /healthz, answers without a token: probes rarely carry

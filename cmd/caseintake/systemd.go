@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	sdaemon "github.com/coreos/go-systemd/v22/daemon"
-
-	"github.com/caseintake/caseintake/mailbox"
 )
 
 // readyTimeout bounds the wait for every mailbox worker's first connection
@@ -22,12 +18,8 @@ const readyTimeout = 60 * time.Second
 // lines with each mailbox's state, WATCHDOG=1 while every worker runs, and
 // STOPPING=1 on shutdown. Without NOTIFY_SOCKET it sends nothing.
 type supervisor struct {
-	log     *slog.Logger
-	workers []*mailbox.Worker
-	names   []string
-	// running counts worker goroutines that have not returned; the
-	// watchdog is fed only while it equals len(workers).
-	running atomic.Int64
+	log  *slog.Logger
+	pool *mailboxPool
 }
 
 func (s *supervisor) notify(state string) {
@@ -38,16 +30,17 @@ func (s *supervisor) notify(state string) {
 
 // status is one line with every mailbox's state, for STATUS= and logs.
 func (s *supervisor) status() string {
-	parts := make([]string, len(s.workers))
-	for i, w := range s.workers {
-		st := w.Status()
+	workers := s.pool.snapshot()
+	parts := make([]string, len(workers))
+	for i, w := range workers {
+		st := w.worker.Status()
 		switch {
 		case st.Connected:
-			parts[i] = s.names[i] + ": connected"
+			parts[i] = w.cfg.Name + ": connected"
 		case st.LastError != "":
-			parts[i] = s.names[i] + ": " + st.LastError
+			parts[i] = w.cfg.Name + ": " + st.LastError
 		default:
-			parts[i] = s.names[i] + ": connecting"
+			parts[i] = w.cfg.Name + ": connecting"
 		}
 	}
 	return strings.Join(parts, "; ")
@@ -55,8 +48,8 @@ func (s *supervisor) status() string {
 
 // settled reports whether every worker has connected or failed once.
 func (s *supervisor) settled() bool {
-	for _, w := range s.workers {
-		if st := w.Status(); !st.Connected && st.LastError == "" {
+	for _, w := range s.pool.snapshot() {
+		if st := w.worker.Status(); !st.Connected && st.LastError == "" {
 			return false
 		}
 	}
@@ -101,16 +94,31 @@ func (s *supervisor) run(ctx context.Context) {
 			s.notify("STATUS=" + now)
 		}
 		if feed > 0 && time.Since(lastFeed) >= feed {
-			if int(s.running.Load()) == len(s.workers) {
+			if dead := s.deadWorkers(); len(dead) == 0 {
 				s.notify(sdaemon.SdNotifyWatchdog)
 				lastFeed = time.Now()
 			} else {
-				s.log.Error("a mailbox worker has stopped; no longer feeding the systemd watchdog", "running", s.running.Load(), "workers", len(s.workers))
+				s.log.Error("mailbox worker(s) stopped; no longer feeding the systemd watchdog", "mailboxes", dead)
 			}
 		}
 	}
 }
 
-func (s *supervisor) stopping() {
-	s.notify(sdaemon.SdNotifyStopping + "\nSTATUS=" + fmt.Sprintf("stopping: finishing %d mailbox worker(s)", s.running.Load()))
+// deadWorkers names the mailboxes whose worker has returned.
+func (s *supervisor) deadWorkers() []string {
+	var dead []string
+	for _, w := range s.pool.snapshot() {
+		if !w.alive {
+			dead = append(dead, w.cfg.Name)
+		}
+	}
+	return dead
 }
+
+func (s *supervisor) stopping() {
+	s.notify(sdaemon.SdNotifyStopping + "\nSTATUS=stopping: finishing the messages in hand")
+}
+
+func (s *supervisor) reloading() { s.notify(sdaemon.SdNotifyReloading) }
+
+func (s *supervisor) reloaded() { s.notify(sdaemon.SdNotifyReady + "\nSTATUS=" + s.status()) }

@@ -75,7 +75,7 @@ func TestNotifyProtocol(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), nil) }()
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), serveOptions{}) }()
 
 	read := func(want string) string {
 		t.Helper()
