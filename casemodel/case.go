@@ -121,15 +121,6 @@ func (p Priority) Above(q Priority) bool {
 	return slices.Index(Priorities, p) < slices.Index(Priorities, q)
 }
 
-// ResponseTarget is the first-response time for each priority, counted on
-// the wall clock.
-var ResponseTarget = map[Priority]time.Duration{
-	Urgent: 2 * time.Hour,
-	High:   24 * time.Hour,
-	Normal: 48 * time.Hour,
-	Low:    120 * time.Hour,
-}
-
 // Direction says whether a message came from outside or was sent by us.
 type Direction string
 
@@ -179,11 +170,17 @@ type Case struct {
 	UpdatedAt     time.Time  `json:"updated_at"`
 	DueAt         *time.Time `json:"due_at"`
 	ClosedAt      *time.Time `json:"closed_at,omitempty"`
-	Assignee      string     `json:"assignee"`
-	Language      string     `json:"language,omitempty"`
-	Links         []uint64   `json:"links,omitempty"` // related cases (a reply to an archived case opens a linked one)
-	Messages      []Message  `json:"messages"`
-	Events        []Event    `json:"events"`
+	Assignee      string     `json:"assignee"` // the agent's email address; "" when unassigned
+	// FirstResponseAt is when an agent first replied; from then on the
+	// case has no first-response target (DueAt is nil).
+	FirstResponseAt *time.Time `json:"first_response_at,omitempty"`
+	// DueNotices records the at-risk and missed notices sent, one per
+	// kind and target, so that none is ever sent twice.
+	DueNotices []DueNotice `json:"due_notices,omitempty"`
+	Language   string      `json:"language,omitempty"`
+	Links      []uint64    `json:"links,omitempty"` // related cases (a reply to an archived case opens a linked one)
+	Messages   []Message   `json:"messages"`
+	Events     []Event     `json:"events"`
 }
 
 // Tag is how the case is named in subjects: "#1042".
@@ -196,13 +193,20 @@ func New(id uint64, subject, requester, requesterName, mailbox string, prio Prio
 		Participants: []string{requester}, Mailbox: mailbox,
 		Status: Open, Priority: prio, CreatedAt: now, UpdatedAt: now,
 	}
-	c.setDue(now)
+	c.Retarget(DefaultTargets())
 	c.AddEvent(Event{At: now, Actor: "mail", Kind: "created", To: string(Open), Note: "priority " + string(prio)})
 	return c
 }
 
-func (c *Case) setDue(from time.Time) {
-	due := from.Add(ResponseTarget[c.Priority])
+// Retarget sets DueAt from the case's priority and opening time under ts,
+// unless an agent has already answered. Callers use it when the case is
+// opened and whenever its priority changes.
+func (c *Case) Retarget(ts Targets) {
+	if c.FirstResponseAt != nil {
+		c.DueAt = nil
+		return
+	}
+	due := ts.Due(c.Priority, c.CreatedAt)
 	c.DueAt = &due
 }
 
@@ -253,7 +257,7 @@ func (c *Case) RaisePriority(p Priority, actor, note string, now time.Time) bool
 	}
 	from := c.Priority
 	c.Priority = p
-	c.setDue(c.CreatedAt)
+	c.Retarget(DefaultTargets())
 	c.AddEvent(Event{At: now, Actor: actor, Kind: "priority", From: string(from), To: string(p), Note: note})
 	return true
 }
