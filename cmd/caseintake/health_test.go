@@ -3,11 +3,14 @@ package main
 import (
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/store"
 )
 
 func TestReadyzAndMetrics(t *testing.T) {
@@ -66,5 +69,34 @@ func TestReadyzAndMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+func TestBackupWhileRunningOpensAsADatabase(t *testing.T) {
+	cfgPath, m := daemonForTest(t)
+	raw, _ := os.ReadFile("../../testdata/demo/01-request.eml")
+	if _, err := m.Deliver(demoSupport, "INBOX", raw); err != nil {
+		t.Fatal(err)
+	}
+	waitEmpty(t, m, demoSupport)
+	dir := t.TempDir()
+	out, err := runCLI(t, "backup", filepath.Join(dir, store.DBFile), "-c", cfgPath)
+	if err != nil || !strings.Contains(out, "wrote ") {
+		t.Fatalf("backup: %v %s", err, out)
+	}
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatalf("the backup does not open: %v", err)
+	}
+	defer st.Close()
+	if errs := st.Check(); len(errs) > 0 {
+		t.Fatalf("backup fails bbolt's check: %v", errs)
+	}
+	cs, err := st.ListCases(store.Filter{})
+	if err != nil || len(cs) != 1 || cs[0].Subject != "Cannot export invoices to PDF" {
+		t.Fatalf("cases in the backup: %v %v", cs, err)
+	}
+	if _, err := runCLI(t, "backup", filepath.Join(dir, "nodir", "x.db"), "-c", cfgPath); err == nil {
+		t.Fatal("backup into a missing directory succeeded")
 	}
 }
