@@ -13,6 +13,7 @@ type Config struct {
 	Notify    Notify    `mapstructure:"notify"`
 	API       API       `mapstructure:"api"`
 	Intake    Intake    `mapstructure:"intake"`
+	Lifecycle Lifecycle `mapstructure:"lifecycle"`
 	Log       Log       `mapstructure:"log"`
 }
 
@@ -58,6 +59,13 @@ type SMTP struct {
 type Notify struct {
 	Team   []string `mapstructure:"team"`   // every new case and case change
 	Urgent []string `mapstructure:"urgent"` // additionally, for urgent cases
+	// Language is the template language for cases whose first message
+	// named none (Content-Language) or one without templates: en or de
+	// ship with caseintake.
+	Language string `mapstructure:"language"`
+	// TemplatesDir, when set, is a directory of KIND.LANG.tmpl files that
+	// replace the built-in templates of the same name.
+	TemplatesDir string `mapstructure:"templates_dir"`
 }
 
 // API is the agents' HTTP API, which the CLI talks to.
@@ -75,6 +83,41 @@ type Intake struct {
 	// UrgentPhrases replaces the built-in list of subject phrases that mark
 	// a case urgent ("Production Down", "Produktionsausfall", …).
 	UrgentPhrases []string `mapstructure:"urgent_phrases"`
+}
+
+// Lifecycle tunes the daemon's scheduled case jobs and response targets.
+// Zero values mean the defaults (Load fills them in).
+type Lifecycle struct {
+	// Interval is how often the scheduled jobs (archive, auto-close, due
+	// notices) run.
+	Interval time.Duration `mapstructure:"interval"`
+	// AutoCloseAfter closes a solution_provided case after this long
+	// without a customer reply.
+	AutoCloseAfter time.Duration `mapstructure:"auto_close_after"`
+	// AtRiskLead is how long before a first-response target the assignee
+	// (or the team) is warned.
+	AtRiskLead time.Duration `mapstructure:"at_risk_lead"`
+	// BusinessHours is the calendar business-day targets count on.
+	BusinessHours BusinessHours `mapstructure:"business_hours"`
+	// ResponseTargets are the first-response targets per priority: a
+	// duration around the clock ("2h") or business days ("1bd").
+	ResponseTargets ResponseTargets `mapstructure:"response_targets"`
+}
+
+// BusinessHours is the support team's working week in one time zone.
+type BusinessHours struct {
+	TimeZone string   `mapstructure:"time_zone"` // IANA name such as Europe/Berlin
+	Days     []string `mapstructure:"days"`      // mon … sun
+	Start    string   `mapstructure:"start"`     // HH:MM
+	End      string   `mapstructure:"end"`       // HH:MM, after start (24:00 allowed)
+}
+
+// ResponseTargets holds one first-response target per priority.
+type ResponseTargets struct {
+	Urgent string `mapstructure:"urgent"`
+	High   string `mapstructure:"high"`
+	Normal string `mapstructure:"normal"`
+	Low    string `mapstructure:"low"`
 }
 
 // Log configures the daemon's structured logs.

@@ -27,6 +27,10 @@ const (
 	DefaultPollInterval   = 30 * time.Second
 	DefaultMaxMessageSize = 100 << 20
 	DefaultReopenWindow   = 14 * 24 * time.Hour
+	DefaultAutoCloseAfter = 7 * 24 * time.Hour
+	DefaultAtRiskLead     = 30 * time.Minute
+	DefaultLifecycleTick  = time.Minute
+	DefaultLanguage       = "en"
 	NullEnvelopeSender    = "<>"
 )
 
@@ -173,6 +177,124 @@ func (c *Config) applyListDefaults(v *viper.Viper) {
 	if c.Intake.ReopenWindow == 0 {
 		c.Intake.ReopenWindow = DefaultReopenWindow
 	}
+	c.Lifecycle.ApplyDefaults()
+	if c.Notify.Language == "" {
+		c.Notify.Language = DefaultLanguage
+	}
+}
+
+// ApplyDefaults fills the lifecycle keys left empty: auto-close after 7
+// days, warn 30 minutes ahead, run every minute, Monday to Friday 09:00 to
+// 17:00 UTC, and design.md's response targets.
+func (l *Lifecycle) ApplyDefaults() {
+	if l.Interval == 0 {
+		l.Interval = DefaultLifecycleTick
+	}
+	if l.AutoCloseAfter == 0 {
+		l.AutoCloseAfter = DefaultAutoCloseAfter
+	}
+	if l.AtRiskLead == 0 {
+		l.AtRiskLead = DefaultAtRiskLead
+	}
+	b := &l.BusinessHours
+	if b.TimeZone == "" {
+		b.TimeZone = "UTC"
+	}
+	if len(b.Days) == 0 {
+		b.Days = []string{"mon", "tue", "wed", "thu", "fri"}
+	}
+	if b.Start == "" {
+		b.Start = "09:00"
+	}
+	if b.End == "" {
+		b.End = "17:00"
+	}
+	t := &l.ResponseTargets
+	for _, f := range []struct {
+		p   *string
+		def string
+	}{{&t.Urgent, "2h"}, {&t.High, "1bd"}, {&t.Normal, "2bd"}, {&t.Low, "5bd"}} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+	}
+}
+
+// Weekdays maps the day names of business_hours.days.
+var Weekdays = map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday,
+	"wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+
+// ClockOffset parses "HH:MM" (00:00 to 24:00) as an offset from midnight.
+func ClockOffset(s string) (time.Duration, error) {
+	h, m, ok := strings.Cut(strings.TrimSpace(s), ":")
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if !ok || err1 != nil || err2 != nil || len(m) != 2 || hh < 0 || mm < 0 || mm > 59 || hh > 24 || (hh == 24 && mm != 0) {
+		return 0, fmt.Errorf("must be a time of day such as 09:00, got %q", s)
+	}
+	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, nil
+}
+
+var languageRE = regexp.MustCompile(`^[a-z]{2,3}$`)
+
+var targetRE = regexp.MustCompile(`^\s*[1-9][0-9]*bd\s*$`)
+
+func validTarget(s string) bool {
+	if targetRE.MatchString(s) {
+		return true
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	return err == nil && d > 0
+}
+
+func (c *Config) validateLifecycle() []string {
+	var problems []string
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("lifecycle.%s: "+format, append([]any{key}, args...)...))
+	}
+	l := c.Lifecycle
+	l.ApplyDefaults() // a hand-built Config means the defaults
+	if l.Interval < time.Second {
+		bad("interval", "must be at least 1s, got %v", l.Interval)
+	}
+	if l.AutoCloseAfter < 0 {
+		bad("auto_close_after", "must not be negative, got %v", l.AutoCloseAfter)
+	}
+	if l.AtRiskLead < 0 {
+		bad("at_risk_lead", "must not be negative, got %v", l.AtRiskLead)
+	}
+	b := l.BusinessHours
+	if _, err := time.LoadLocation(b.TimeZone); err != nil {
+		bad("business_hours.time_zone", "unknown time zone %q: use an IANA name such as Europe/Berlin or UTC", b.TimeZone)
+	}
+	seen := map[string]bool{}
+	for i, d := range b.Days {
+		d = strings.ToLower(strings.TrimSpace(d))
+		if _, ok := Weekdays[d]; !ok {
+			bad(fmt.Sprintf("business_hours.days[%d]", i), "must be one of mon, tue, wed, thu, fri, sat, sun, got %q", d)
+		} else if seen[d] {
+			bad(fmt.Sprintf("business_hours.days[%d]", i), "%s is listed twice", d)
+		}
+		seen[d] = true
+	}
+	start, err1 := ClockOffset(b.Start)
+	if err1 != nil {
+		bad("business_hours.start", "%v", err1)
+	}
+	end, err2 := ClockOffset(b.End)
+	if err2 != nil {
+		bad("business_hours.end", "%v", err2)
+	}
+	if err1 == nil && err2 == nil && end <= start {
+		bad("business_hours.end", "must be after start (%s), got %s", b.Start, b.End)
+	}
+	t := l.ResponseTargets
+	for _, f := range []struct{ key, v string }{{"urgent", t.Urgent}, {"high", t.High}, {"normal", t.Normal}, {"low", t.Low}} {
+		if !validTarget(f.v) {
+			bad("response_targets."+f.key, "must be a duration around the clock such as 2h, or business days such as 1bd, got %q", f.v)
+		}
+	}
+	return problems
 }
 
 // ApplyDefaults fills the keys of a mailbox entry that were left empty.
@@ -310,6 +432,15 @@ func (c *Config) Validate() []string {
 	for i, p := range c.Intake.UrgentPhrases {
 		if strings.TrimSpace(p) == "" {
 			bad(fmt.Sprintf("intake.urgent_phrases[%d]", i), "empty phrase")
+		}
+	}
+	problems = append(problems, c.validateLifecycle()...)
+	if lang := c.Notify.Language; lang != "" && !languageRE.MatchString(lang) {
+		bad("notify.language", "must be a language code such as en or de, got %q", lang)
+	}
+	if dir := c.Notify.TemplatesDir; dir != "" {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			bad("notify.templates_dir", "%q is not a readable directory: create it or remove the key to use the built-in templates", dir)
 		}
 	}
 	switch c.Log.Level {
