@@ -510,10 +510,18 @@ func (w *Worker) handleMessage(ctx context.Context, s *sess, uid uint32, m meta,
 				}
 				// Hand the literal over while it streams; no other command
 				// may be sent until the fetch has been read to the end.
-				body = &bodyReader{r: bs.Literal}
+				body = &bodyReader{r: bs.Literal, size: bs.Literal.Size()}
 				in.Body = body
 				disp = w.callHandler(ctx, in, log)
 				body.close()
+				if body.err != nil {
+					// The connection broke inside the literal. Reading on
+					// (Next discards the rest) would race with the client's
+					// reader goroutine, which has moved past it: drop the
+					// connection instead; the message stays for next time.
+					s.c.Close()
+					return false, fmt.Errorf("read body: %w", body.err)
+				}
 			}
 		}
 		if err := fetch.Close(); err != nil {
@@ -565,10 +573,14 @@ func (w *Worker) callHandler(ctx context.Context, in *Incoming, log *slog.Logger
 }
 
 // bodyReader passes a literal through, remembering a read error and
-// refusing reads once Handle has returned.
+// refusing reads once Handle has returned. A literal that ends before its
+// announced size (the connection was cut: go-imap reports a plain EOF
+// then) is an error, never a short message.
 type bodyReader struct {
 	mu     sync.Mutex
 	r      io.Reader
+	size   int64 // announced literal size
+	read   int64
 	err    error
 	closed bool
 }
@@ -579,7 +591,14 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if b.closed {
 		return 0, errBodyClosed
 	}
+	if b.err != nil {
+		return 0, b.err
+	}
 	n, err := b.r.Read(p)
+	b.read += int64(n)
+	if err == io.EOF && b.read < b.size {
+		err = fmt.Errorf("%w: connection ended after %d of %d bytes", io.ErrUnexpectedEOF, b.read, b.size)
+	}
 	if err != nil && err != io.EOF && b.err == nil {
 		b.err = err
 	}
