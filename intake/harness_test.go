@@ -66,6 +66,7 @@ type harnessOpts struct {
 	maxSize   int64
 	mailboxes []string // support addresses; default just supportAddr
 	noWorkers bool     // start no mailbox workers (the test drives Handle)
+	tune      func(*Options)
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -99,11 +100,15 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	h := &harness{t: t, mail: ms, store: st, clock: &clock{now: time.Now()}, cfgs: map[string]config.Mailbox{}}
 	notifier := notify.NewWorker(st, sender, log)
-	h.pipeline = New(st, renderer, Options{
+	popts := Options{
 		ReopenWindow: 14 * 24 * time.Hour,
 		OwnAddresses: o.mailboxes,
 		Now:          h.clock.Now,
-	}, log, notifier.Kick)
+	}
+	if o.tune != nil {
+		o.tune(&popts)
+	}
+	h.pipeline = New(st, renderer, popts, log, notifier.Kick)
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.wg.Go(func() { _ = notifier.Run(ctx) })
