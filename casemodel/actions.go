@@ -120,6 +120,10 @@ const (
 	Missed = "missed"  // the target has passed without a first response
 )
 
+// notWaitingForUs are the statuses in which the next step is the
+// customer's (or nobody's): no due notices then.
+var notWaitingForUs = []Status{CustomerPending, SolutionProvided, Closed, Archived}
+
 // DueNotice is one at-risk or missed notice sent for a target.
 type DueNotice struct {
 	Kind string    `json:"kind"`
@@ -131,9 +135,10 @@ type DueNotice struct {
 // at-risk lead: "missed" once the target has passed, "at_risk" within lead
 // of it, each at most once per target (a recomputed target may be noticed
 // again). A case that missed before anyone noticed it at risk gets only the
-// missed notice. Closed and archived cases get none.
+// missed notice. Cases not waiting for us (customer_pending,
+// solution_provided, closed, archived) get none.
 func DueNoticeNeeded(c *Case, now time.Time, lead time.Duration) (string, bool) {
-	if c.DueAt == nil || c.Status == Closed || c.Status == Archived {
+	if c.DueAt == nil || slices.Contains(notWaitingForUs, c.Status) {
 		return "", false
 	}
 	due := *c.DueAt

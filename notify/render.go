@@ -5,7 +5,9 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/mail"
+	"os"
 	"slices"
 	"strings"
 	"text/template"
@@ -22,16 +24,37 @@ import (
 //go:embed templates/*.tmpl
 var templateFiles embed.FS
 
-// Notification kinds, one template each.
+// Notification kinds, one template set each (KIND.tmpl in English,
+// KIND.LANG.tmpl for other languages).
 const (
-	KindAck          = "ack"           // to the requester: case opened
-	KindTeamNew      = "team_new"      // to notify.team: case opened
-	KindUrgent       = "urgent"        // to notify.urgent: case is urgent
-	KindReopened     = "reopened"      // to the requester: reply reopened the case
-	KindTeamReopened = "team_reopened" // to notify.team: reply reopened the case
-	KindStatus       = "status"        // to the requester: status changed
-	KindTeamStatus   = "team_status"   // to notify.team: status changed
+	KindAck              = "ack"               // to the requester: case opened
+	KindTeamNew          = "team_new"          // to notify.team: case opened
+	KindUrgent           = "urgent"            // to notify.urgent: case is urgent
+	KindReopened         = "reopened"          // to the requester: reply reopened the case
+	KindTeamReopened     = "team_reopened"     // to notify.team: reply reopened the case
+	KindStatus           = "status"            // to the participants: status changed
+	KindTeamStatus       = "team_status"       // to notify.team: status changed
+	KindReply            = "reply"             // to the participants: an agent's public reply
+	KindTeamNote         = "team_note"         // to notify.team: internal note added
+	KindTeamAssigned     = "team_assigned"     // to notify.team: assignee set
+	KindAssigned         = "assigned"          // to the assignee: case assigned to them
+	KindTeamPriority     = "team_priority"     // to notify.team: priority changed
+	KindDue              = "due"               // to the assignee, or notify.team: target at risk or missed
+	KindAssigneeReply    = "assignee_reply"    // to the assignee: the customer replied
+	KindAssigneeReopened = "assignee_reopened" // to the assignee: a reply reopened their case
 )
+
+// Kinds lists every notification kind.
+var Kinds = []string{KindAck, KindTeamNew, KindUrgent, KindReopened, KindTeamReopened, KindStatus,
+	KindTeamStatus, KindReply, KindTeamNote, KindTeamAssigned, KindAssigned, KindTeamPriority, KindDue,
+	KindAssigneeReply, KindAssigneeReopened}
+
+// Languages are those every kind ships a template for.
+var Languages = []string{"en", "de"}
+
+// customerKinds go to customers: they thread onto the customer's messages
+// and say auto-replied rather than auto-generated.
+var customerKinds = []string{KindAck, KindReopened, KindStatus, KindReply}
 
 // NotificationHeader marks every mail caseintake sends, so that its own
 // mail is recognised if it ever comes back into a support mailbox. It has
@@ -42,17 +65,23 @@ const NotificationHeader = "X-Caseintake-Notification"
 var customerVisible = []casemodel.Status{casemodel.InProgress, casemodel.CustomerPending,
 	casemodel.SolutionProvided, casemodel.Closed, casemodel.Open}
 
-// Renderer turns case changes into outbox rows.
+// Renderer turns case changes into outbox rows. It also holds the
+// response-target policy, because the acknowledgement promises a due time:
+// NewCase and RaisedUrgent stamp the case's due time under it.
 type Renderer struct {
 	from    *mail.Address
 	domain  string
 	envFrom string
 	team    []string
 	urgent  []string
-	tmpl    map[string]*template.Template // by kind
+	lang    string
+	tmpl    map[string]map[string]*template.Template // by language, then kind
+	targets casemodel.Targets
 }
 
-// NewRenderer prepares the templates and addresses from the config.
+// NewRenderer prepares the templates and addresses from the config: the
+// built-in templates, each replaced by a file of the same name in
+// notify.templates_dir when there is one.
 func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 	from, err := mail.ParseAddress(s.From)
 	if err != nil {
@@ -63,20 +92,99 @@ func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 	if envFrom == config.NullEnvelopeSender {
 		envFrom = ""
 	}
-	tmpl := map[string]*template.Template{}
-	for _, kind := range []string{KindAck, KindTeamNew, KindUrgent, KindReopened, KindTeamReopened, KindStatus, KindTeamStatus} {
-		// One template set per kind: each file defines "subject" and "body".
-		t, err := template.ParseFS(templateFiles, "templates/"+kind+".tmpl")
-		if err != nil {
-			return nil, fmt.Errorf("notification template %s: %w", kind, err)
+	var override fs.FS
+	if n.TemplatesDir != "" {
+		override = os.DirFS(n.TemplatesDir)
+	}
+	tmpl := map[string]map[string]*template.Template{}
+	for _, lang := range Languages {
+		tmpl[lang] = map[string]*template.Template{}
+		for _, kind := range Kinds {
+			name := kind + ".tmpl"
+			if lang != "en" {
+				name = kind + "." + lang + ".tmpl"
+			}
+			src := fs.FS(templateFiles)
+			path := "templates/" + name
+			if override != nil {
+				if _, err := fs.Stat(override, name); err == nil {
+					src, path = override, name
+				}
+			}
+			// One template set per kind: each file defines "subject" and "body".
+			t, err := template.New(name).Funcs(funcs(lang)).ParseFS(src, path)
+			if err != nil {
+				return nil, fmt.Errorf("notification template %s: %w (fix the file or remove it from notify.templates_dir)", name, err)
+			}
+			for _, part := range []string{"subject", "body"} {
+				if t.Lookup(part) == nil {
+					return nil, fmt.Errorf("notification template %s defines no %q: each file needs {{define \"subject\"}} and {{define \"body\"}}", name, part)
+				}
+			}
+			tmpl[lang][kind] = t
 		}
-		tmpl[kind] = t
+	}
+	lang := primaryLanguage(n.Language)
+	if tmpl[lang] == nil {
+		lang = "en"
 	}
 	if from.Name == "" {
 		from.Name = "Support"
 	}
-	return &Renderer{from: from, domain: domain, envFrom: envFrom,
-		team: slices.Clone(n.Team), urgent: slices.Clone(n.Urgent), tmpl: tmpl}, nil
+	return &Renderer{from: from, domain: domain, envFrom: envFrom, lang: lang,
+		team: slices.Clone(n.Team), urgent: slices.Clone(n.Urgent), tmpl: tmpl,
+		targets: casemodel.DefaultTargets()}, nil
+}
+
+// SetTargets replaces the response-target policy (DefaultTargets until
+// then). Call it before the renderer is shared.
+func (r *Renderer) SetTargets(ts casemodel.Targets) { r.targets = ts }
+
+// Targets is the response-target policy in use.
+func (r *Renderer) Targets() casemodel.Targets { return r.targets }
+
+// primaryLanguage turns "de-DE, en;q=0.8" into "de".
+func primaryLanguage(s string) string {
+	s, _, _ = strings.Cut(s, ",")
+	s, _, _ = strings.Cut(s, ";")
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "-")
+	s, _, _ = strings.Cut(s, "_")
+	return strings.ToLower(s)
+}
+
+// language picks the case's template language: its own when templates
+// exist for it, else the configured default.
+func (r *Renderer) language(c *casemodel.Case) string {
+	if l := primaryLanguage(c.Language); r.tmpl[l] != nil {
+		return l
+	}
+	return r.lang
+}
+
+var statusText = map[string]map[casemodel.Status]string{
+	"en": {casemodel.Open: "open", casemodel.Triaging: "being triaged", casemodel.InProgress: "in progress",
+		casemodel.CustomerPending: "waiting for your reply", casemodel.AwaitingAuthorization: "awaiting authorization",
+		casemodel.MeetingScheduled: "meeting scheduled", casemodel.OnHold: "on hold",
+		casemodel.SolutionProvided: "solution provided", casemodel.Closed: "closed", casemodel.Archived: "archived"},
+	"de": {casemodel.Open: "offen", casemodel.Triaging: "in Prüfung", casemodel.InProgress: "in Bearbeitung",
+		casemodel.CustomerPending: "wartet auf Ihre Antwort", casemodel.AwaitingAuthorization: "wartet auf Freigabe",
+		casemodel.MeetingScheduled: "Termin vereinbart", casemodel.OnHold: "zurückgestellt",
+		casemodel.SolutionProvided: "Lösung bereitgestellt", casemodel.Closed: "geschlossen", casemodel.Archived: "archiviert"},
+}
+
+func funcs(lang string) template.FuncMap {
+	return template.FuncMap{
+		// status names a status in the template's language.
+		"status": func(s any) string {
+			st := casemodel.Status(fmt.Sprint(s))
+			if t, ok := statusText[lang][st]; ok {
+				return t
+			}
+			return string(st)
+		},
+		// when formats a time for people.
+		"when": func(t time.Time) string { return t.Format("Mon, 02 Jan 2006 15:04 MST") },
+	}
 }
 
 // Data is what a template sees.
@@ -90,6 +198,8 @@ type Data struct {
 	To     string // new status
 	Actor  string
 	Note   string
+	Lang   string // the template's language
+	Due    string // for due notices: at_risk or missed
 }
 
 // Event describes a change to notify about.
@@ -103,12 +213,17 @@ type Event struct {
 	// ReplyTo is the customer's message the requester's notification
 	// answers (threading); empty for agent-driven changes.
 	ReplyTo string
+	// Due is the kind of a due notice: casemodel.AtRisk or casemodel.Missed.
+	Due string
 }
 
 // NewCase renders what a new case sends: the acknowledgement (unless ack is
 // false: automated sender or rate limit), the team notice and, for an
 // urgent case, the escalation notice.
+//
+// It first sets the case's due time under the renderer's targets.
 func (r *Renderer) NewCase(c *casemodel.Case, ev Event, ack bool, now time.Time) ([]*store.Outgoing, error) {
+	c.Retarget(r.targets)
 	var specs []spec
 	if ack {
 		specs = append(specs, spec{KindAck, []string{c.Requester}})
@@ -121,25 +236,99 @@ func (r *Renderer) NewCase(c *casemodel.Case, ev Event, ack bool, now time.Time)
 }
 
 // RaisedUrgent renders the escalation notice for a case raised to urgent.
+// It first recomputes the case's due time under the renderer's targets.
 func (r *Renderer) RaisedUrgent(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	c.Retarget(r.targets)
 	return r.renderAll(c, ev, now, spec{KindUrgent, r.urgent})
 }
 
-// Reopened renders what a reopening reply sends: a note to the requester and
-// to the team.
+// Reopened renders what a reopening reply sends: a note to the requester,
+// to the team and to the assignee.
 func (r *Renderer) Reopened(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
-	return r.renderAll(c, ev, now, spec{KindReopened, []string{c.Requester}}, spec{KindTeamReopened, r.team})
+	return r.renderAll(c, ev, now, spec{KindReopened, []string{c.Requester}}, spec{KindTeamReopened, r.team},
+		spec{KindAssigneeReopened, r.assignee(c)})
 }
 
-// StatusChanged renders an agent's status change: to the requester when the
-// new status is one customers are told about, and to the team.
+// CustomerReplied renders what a customer's reply that does not reopen the
+// case sends: a note to the assignee (nothing when unassigned).
+func (r *Renderer) CustomerReplied(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	return r.renderAll(c, ev, now, spec{KindAssigneeReply, r.assignee(c)})
+}
+
+// StatusChanged renders a status change by an agent or the daemon: to the
+// participants when the new status is one customers are told about, and to
+// the team.
 func (r *Renderer) StatusChanged(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
 	var specs []spec
 	if slices.Contains(customerVisible, ev.To) {
-		specs = append(specs, spec{KindStatus, []string{c.Requester}})
+		specs = append(specs, spec{KindStatus, r.customers(c)})
 	}
 	specs = append(specs, spec{KindTeamStatus, r.team})
 	return r.renderAll(c, ev, now, specs...)
+}
+
+// Assigned renders an assignee change: to the team and to the new assignee.
+func (r *Renderer) Assigned(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	return r.renderAll(c, ev, now, spec{KindTeamAssigned, r.team}, spec{KindAssigned, r.assignee(c)})
+}
+
+// NoteAdded renders an internal note: to the team only.
+func (r *Renderer) NoteAdded(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	return r.renderAll(c, ev, now, spec{KindTeamNote, r.team})
+}
+
+// PriorityChanged renders an agent's priority change: to the team, and to
+// the escalation lists when raised to urgent.
+func (r *Renderer) PriorityChanged(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	specs := []spec{{KindTeamPriority, r.team}}
+	if ev.To == casemodel.Status(casemodel.Urgent) {
+		specs = append(specs, spec{KindUrgent, r.urgent})
+	}
+	return r.renderAll(c, ev, now, specs...)
+}
+
+// Replied renders an agent's public reply (ev.Text) to the participants,
+// threaded onto the customer's latest message. It is human-written mail,
+// so unlike notifications it carries no Auto-Submitted header.
+func (r *Renderer) Replied(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	if ev.ReplyTo == "" {
+		for _, m := range slices.Backward(c.Messages) {
+			if m.Direction == casemodel.In && m.MessageID != "" {
+				ev.ReplyTo = m.MessageID
+				break
+			}
+		}
+	}
+	return r.renderAll(c, ev, now, spec{KindReply, r.customers(c)})
+}
+
+// DueNotice renders an at-risk or missed first-response notice (ev.Due) to
+// the assignee, or to the team when nobody is assigned.
+func (r *Renderer) DueNotice(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
+	to := r.assignee(c)
+	if len(to) == 0 {
+		to = r.team
+	}
+	return r.renderAll(c, ev, now, spec{KindDue, to})
+}
+
+// customers are the case's participants: the requester and those the
+// customer put on Cc.
+func (r *Renderer) customers(c *casemodel.Case) []string {
+	to := []string{c.Requester}
+	for _, p := range c.Participants {
+		if !slices.Contains(to, p) {
+			to = append(to, p)
+		}
+	}
+	return to
+}
+
+func (r *Renderer) assignee(c *casemodel.Case) []string {
+	if c.Assignee == "" {
+		return nil
+	}
+	return []string{c.Assignee}
 }
 
 // Enqueue adds rows to the outbox in tx. Those to the requester also join
@@ -188,9 +377,15 @@ func (r *Renderer) renderAll(c *casemodel.Case, ev Event, now time.Time, specs .
 }
 
 func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event, now time.Time) (*store.Outgoing, error) {
+	lang := r.language(c)
+	text := excerpt(ev.Text, 2000)
+	if kind == KindReply {
+		text = strings.TrimSpace(ev.Text) // the agent's whole reply
+	}
 	d := Data{Case: c, Tag: fmt.Sprintf("[Case #%d]", c.ID), Team: r.from.Name, Signal: ev.Signal,
-		Text: excerpt(ev.Text, 2000), From: string(ev.From), To: string(ev.To), Actor: ev.Actor, Note: ev.Note}
-	t := r.tmpl[kind]
+		Text: text, From: string(ev.From), To: string(ev.To), Actor: ev.Actor, Note: ev.Note,
+		Lang: lang, Due: ev.Due}
+	t := r.tmpl[lang][kind]
 	if t == nil {
 		return nil, fmt.Errorf("no template %s.tmpl", kind)
 	}
@@ -201,7 +396,7 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	if err := t.ExecuteTemplate(&body, "body", d); err != nil {
 		return nil, err
 	}
-	customer := kind == KindAck || kind == KindReopened || kind == KindStatus
+	customer := slices.Contains(customerKinds, kind)
 	var refs, inReplyTo []string
 	if customer {
 		for _, m := range c.Messages {
@@ -219,6 +414,9 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	autoSubmitted := "auto-generated"
 	if customer {
 		autoSubmitted = "auto-replied"
+	}
+	if kind == KindReply {
+		autoSubmitted = "" // written by a person
 	}
 	o := &store.Outgoing{
 		CaseID: c.ID, Kind: kind, EnvelopeFrom: r.envFrom, CreatedAt: now,
@@ -269,8 +467,10 @@ func compose(w io.Writer, h header, body string) error {
 	if len(h.references) > 0 {
 		mh.SetMsgIDList("References", h.references)
 	}
-	mh.Set("Auto-Submitted", h.autoSubmitted) // RFC 3834
-	mh.Set("X-Auto-Response-Suppress", "All") // asks Exchange not to send out-of-office replies
+	if h.autoSubmitted != "" {
+		mh.Set("Auto-Submitted", h.autoSubmitted) // RFC 3834
+		mh.Set("X-Auto-Response-Suppress", "All") // asks Exchange not to send out-of-office replies
+	}
 	mh.Set(NotificationHeader, h.kind)
 	mh.Set("X-Caseintake-Case", fmt.Sprint(h.caseID))
 	mh.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
@@ -309,3 +509,20 @@ func excerpt(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// EnqueueReply queues an agent's public reply (rows from Replied) and
+// records it on the case as an outgoing message with its text: the first
+// response, which clears the case's due time. The caller writes c.
+func (r *Renderer) EnqueueReply(tx *store.Tx, c *casemodel.Case, rows []*store.Outgoing, text, actor string, now time.Time) error {
+	for _, o := range rows {
+		if err := tx.Enqueue(o); err != nil {
+			return err
+		}
+		if err := tx.IndexMessageID(o.MessageID, c.ID); err != nil {
+			return err
+		}
+		c.RecordReply(casemodel.Message{MessageID: o.MessageID, From: r.from.Address, To: o.To,
+			Kind: o.Kind, Subject: o.Subject, Date: now, Text: text}, actor, now)
+	}
+	return nil
+}
