@@ -127,6 +127,34 @@ func (c *Client) SetStatus(ctx context.Context, id uint64, req StatusRequest) (*
 	return &out, err
 }
 
+// Assign sets or clears a case's assignee.
+func (c *Client) Assign(ctx context.Context, id uint64, req AssignRequest) (*casemodel.Case, error) {
+	var out casemodel.Case
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/cases/%d/assignee", id), req, &out)
+	return &out, err
+}
+
+// AddNote adds an internal note to a case.
+func (c *Client) AddNote(ctx context.Context, id uint64, req NoteRequest) (*casemodel.Case, error) {
+	var out casemodel.Case
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/cases/%d/notes", id), req, &out)
+	return &out, err
+}
+
+// Reply mails a public reply to a case's participants.
+func (c *Client) Reply(ctx context.Context, id uint64, req ReplyRequest) (*casemodel.Case, error) {
+	var out casemodel.Case
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/cases/%d/replies", id), req, &out)
+	return &out, err
+}
+
+// SetPriority sets a case's priority as an agent.
+func (c *Client) SetPriority(ctx context.Context, id uint64, req PriorityRequest) (*casemodel.Case, error) {
+	var out casemodel.Case
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/cases/%d/priority", id), req, &out)
+	return &out, err
+}
+
 // Trace returns every decision recorded about a Message-ID.
 func (c *Client) Trace(ctx context.Context, messageID string) ([]*store.Decision, error) {
 	var out []*store.Decision

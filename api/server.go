@@ -45,6 +45,33 @@ type StatusRequest struct {
 	Actor  string `json:"actor,omitempty"` // agent name; "cli" if empty
 }
 
+// AssignRequest sets (or, with an empty assignee, clears) a case's
+// assignee. Agents are named by their email address.
+type AssignRequest struct {
+	Assignee string `json:"assignee"`
+	Note     string `json:"note,omitempty"`
+	Actor    string `json:"actor,omitempty"`
+}
+
+// NoteRequest adds an internal note (never mailed to the customer).
+type NoteRequest struct {
+	Text  string `json:"text"`
+	Actor string `json:"actor,omitempty"`
+}
+
+// ReplyRequest mails a public reply to the case's participants.
+type ReplyRequest struct {
+	Text  string `json:"text"`
+	Actor string `json:"actor,omitempty"`
+}
+
+// PriorityRequest sets a case's priority; agents may raise or lower.
+type PriorityRequest struct {
+	Priority string `json:"priority"`
+	Note     string `json:"note,omitempty"`
+	Actor    string `json:"actor,omitempty"`
+}
+
 // Server serves the API.
 type Server struct {
 	store    *store.Store
@@ -70,6 +97,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/cases", s.auth(s.listCases))
 	mux.Handle("GET /api/v1/cases/{id}", s.auth(s.showCase))
 	mux.Handle("POST /api/v1/cases/{id}/status", s.auth(s.setStatus))
+	mux.Handle("POST /api/v1/cases/{id}/assignee", s.auth(s.assign))
+	mux.Handle("POST /api/v1/cases/{id}/notes", s.auth(s.addNote))
+	mux.Handle("POST /api/v1/cases/{id}/replies", s.auth(s.addReply))
+	mux.Handle("POST /api/v1/cases/{id}/priority", s.auth(s.setPriority))
 	mux.Handle("GET /api/v1/trace", s.auth(s.trace))
 	return mux
 }
@@ -162,13 +193,8 @@ func (s *Server) showCase(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.caseID(w, r)
-	if !ok {
-		return
-	}
 	var req StatusRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "body must be JSON like {\"status\": \"in_progress\", \"note\": \"…\"}: "+err.Error())
+	if !decode(w, r, &req, `{"status": "in_progress", "note": "…"}`) {
 		return
 	}
 	to, err := casemodel.ParseStatus(req.Status)
@@ -176,48 +202,169 @@ func (s *Server) setStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	actor := "agent:" + notify.HeaderText(req.Actor)
-	if req.Actor == "" {
-		actor = "agent:cli"
+	s.mutate(w, r, req.Actor, "status changed", func(c *casemodel.Case, actor string, now time.Time, _ *store.Tx) ([]*store.Outgoing, error) {
+		from := c.Status
+		if err := casemodel.CheckAgentTransition(from, to); err != nil {
+			return nil, err
+		}
+		c.SetStatus(to, actor, req.Note, now)
+		return s.render.StatusChanged(c, notify.Event{From: from, To: to, Actor: actor, Note: req.Note}, now)
+	})
+}
+
+func (s *Server) assign(w http.ResponseWriter, r *http.Request) {
+	var req AssignRequest
+	if !decode(w, r, &req, `{"assignee": "ann@example.com"}`) {
+		return
+	}
+	agent := ""
+	if strings.TrimSpace(req.Assignee) != "" {
+		var err error
+		if agent, err = casemodel.ParseAgent(req.Assignee); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	s.mutate(w, r, req.Actor, "assigned", func(c *casemodel.Case, actor string, now time.Time, _ *store.Tx) ([]*store.Outgoing, error) {
+		if err := casemodel.CheckAgentAction(c.Status, casemodel.ActAssign); err != nil {
+			return nil, err
+		}
+		from := c.Assignee
+		if !c.Assign(agent, actor, now) {
+			return nil, nil
+		}
+		return s.render.Assigned(c, notify.Event{From: casemodel.Status(from), To: casemodel.Status(agent), Actor: actor, Note: req.Note}, now)
+	})
+}
+
+func (s *Server) addNote(w http.ResponseWriter, r *http.Request) {
+	var req NoteRequest
+	if !decode(w, r, &req, `{"text": "called the customer"}`) {
+		return
+	}
+	if strings.TrimSpace(req.Text) == "" {
+		writeError(w, http.StatusBadRequest, "text is required: the note to add")
+		return
+	}
+	s.mutate(w, r, req.Actor, "note added", func(c *casemodel.Case, actor string, now time.Time, _ *store.Tx) ([]*store.Outgoing, error) {
+		if err := casemodel.CheckAgentAction(c.Status, casemodel.ActNote); err != nil {
+			return nil, err
+		}
+		c.AddNote(actor, req.Text, now)
+		return s.render.NoteAdded(c, notify.Event{Actor: actor, Note: req.Text}, now)
+	})
+}
+
+func (s *Server) addReply(w http.ResponseWriter, r *http.Request) {
+	var req ReplyRequest
+	if !decode(w, r, &req, `{"text": "Please try …"}`) {
+		return
+	}
+	if strings.TrimSpace(req.Text) == "" {
+		writeError(w, http.StatusBadRequest, "text is required: the reply to mail to the customer")
+		return
+	}
+	s.mutate(w, r, req.Actor, "reply queued", func(c *casemodel.Case, actor string, now time.Time, tx *store.Tx) ([]*store.Outgoing, error) {
+		if err := casemodel.CheckAgentAction(c.Status, casemodel.ActReply); err != nil {
+			return nil, err
+		}
+		rows, err := s.render.Replied(c, notify.Event{Actor: actor, Text: req.Text}, now)
+		if err != nil {
+			return nil, err
+		}
+		// The reply joins the thread itself (with its text), so it is
+		// queued here rather than by mutate.
+		return nil, s.render.EnqueueReply(tx, c, rows, req.Text, actor, now)
+	})
+}
+
+func (s *Server) setPriority(w http.ResponseWriter, r *http.Request) {
+	var req PriorityRequest
+	if !decode(w, r, &req, `{"priority": "high", "note": "…"}`) {
+		return
+	}
+	p, err := casemodel.ParsePriority(req.Priority)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.mutate(w, r, req.Actor, "priority changed", func(c *casemodel.Case, actor string, now time.Time, _ *store.Tx) ([]*store.Outgoing, error) {
+		if err := casemodel.CheckAgentAction(c.Status, casemodel.ActSetPriority); err != nil {
+			return nil, err
+		}
+		from := c.Priority
+		if !c.SetPriority(p, s.render.Targets(), actor, req.Note, now) {
+			return nil, nil
+		}
+		return s.render.PriorityChanged(c, notify.Event{From: casemodel.Status(from), To: casemodel.Status(p), Actor: actor, Note: req.Note}, now)
+	})
+}
+
+// decode reads a JSON request body into v; on failure it answers 400 with
+// an example of a good body.
+func decode(w http.ResponseWriter, r *http.Request, v any, example string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "body must be JSON like "+example+": "+err.Error())
+		return false
+	}
+	return true
+}
+
+// change applies an agent action to a case inside the transaction and
+// returns the notifications it sends (queued by mutate).
+type change func(c *casemodel.Case, actor string, now time.Time, tx *store.Tx) ([]*store.Outgoing, error)
+
+// mutate runs fn on case {id} in one transaction with its notifications,
+// and answers with the updated case, 404, 409 (refused) or 500.
+func (s *Server) mutate(w http.ResponseWriter, r *http.Request, agent, what string, fn change) {
+	id, ok := s.caseID(w, r)
+	if !ok {
+		return
+	}
+	actor := "agent:cli"
+	if a := notify.HeaderText(agent); a != "" {
+		actor = "agent:" + a
 	}
 	var c *casemodel.Case
-	queued := 0
-	err = s.store.Update(func(tx *store.Tx) error {
+	changed := false
+	err := s.store.Update(func(tx *store.Tx) error {
 		var err error
 		if c, err = tx.Case(id); err != nil {
 			return err
 		}
-		from := c.Status
-		if err := casemodel.CheckAgentTransition(from, to); err != nil {
-			return err
-		}
 		now := s.now()
-		c.SetStatus(to, actor, req.Note, now)
-		rows, err := s.render.StatusChanged(c, notify.Event{From: from, To: to, Actor: actor, Note: req.Note}, now)
+		before := len(c.Events)
+		rows, err := fn(c, actor, now, tx)
 		if err != nil {
 			return err
+		}
+		if len(c.Events) == before {
+			return nil // nothing changed: nothing to write or send
 		}
 		if err := s.render.Enqueue(tx, c, rows, now); err != nil {
 			return err
 		}
-		queued = len(rows)
+		changed = true
 		return tx.PutCase(c)
 	})
 	var te *casemodel.TransitionError
+	var ae *casemodel.ActionError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no case #%d", id))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no case #%d: check the number with `caseintake cases list`", id))
 		return
-	case errors.As(err, &te):
-		writeError(w, http.StatusConflict, err.Error())
+	case errors.As(err, &te), errors.As(err, &ae):
+		writeError(w, http.StatusConflict, fmt.Sprintf("case #%d: %v", id, err))
 		return
 	case err != nil:
 		s.internal(w, err)
 		return
 	}
-	s.log.Info("case status changed", "case", id, "status", to, "actor", actor)
-	if queued > 0 && s.onCommit != nil {
-		s.onCommit()
+	s.log.Info("case "+what, "case", id, "actor", actor)
+	if changed && s.onCommit != nil {
+		s.onCommit() // kick the outbox worker
 	}
 	writeJSON(w, http.StatusOK, c)
 }
