@@ -26,7 +26,8 @@ func apiClient(cmd *cobra.Command) (*api.Client, error) {
 
 func newCasesCmd() *cobra.Command {
 	cases := &cobra.Command{Use: "cases", Short: "List, show and change cases (talks to the running daemon)"}
-	cases.AddCommand(newCasesListCmd(), newCasesShowCmd(), newCasesSetStatusCmd())
+	cases.AddCommand(newCasesListCmd(), newCasesShowCmd(), newCasesSetStatusCmd(),
+		newCasesAssignCmd(), newCasesNoteCmd(), newCasesReplyCmd(), newCasesSetPriorityCmd())
 	return cases
 }
 
@@ -78,10 +79,17 @@ func newCasesListCmd() *cobra.Command {
 
 func printCaseTable(w io.Writer, list []*casemodel.Case) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CASE\tSTATUS\tPRIORITY\tREQUESTER\tUPDATED\tSUBJECT")
+	fmt.Fprintln(tw, "CASE\tSTATUS\tPRIORITY\tASSIGNEE\tREQUESTER\tDUE\tUPDATED\tSUBJECT")
 	for _, c := range list {
-		fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Status, c.Priority, c.Requester,
-			c.UpdatedAt.Local().Format("2006-01-02 15:04"), c.Subject)
+		due, assignee := "-", c.Assignee
+		if c.DueAt != nil {
+			due = c.DueAt.Local().Format("2006-01-02 15:04")
+		}
+		if assignee == "" {
+			assignee = "-"
+		}
+		fmt.Fprintf(tw, "#%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Status, c.Priority, assignee, c.Requester,
+			due, c.UpdatedAt.Local().Format("2006-01-02 15:04"), c.Subject)
 	}
 	tw.Flush()
 	if len(list) == 0 {
@@ -178,6 +186,7 @@ func printCase(w io.Writer, v *api.CaseView) {
 
 func newCasesSetStatusCmd() *cobra.Command {
 	var note, actor string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "set-status ID STATUS",
 		Short: "Change a case's status as an agent (" + strings.Join(statusNames(), ", ") + ")",
@@ -198,13 +207,134 @@ func newCasesSetStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "case #%d is now %s\n", updated.ID, updated.Status)
-			return nil
+			return report(cmd, asJSON, updated, fmt.Sprintf("case #%d is now %s", updated.ID, updated.Status))
 		},
 	}
 	cmd.Flags().StringVar(&note, "note", "", "a note for the case history and the notification")
-	cmd.Flags().StringVar(&actor, "as", "", "the agent's name for the history (default cli)")
+	agentFlags(cmd, &actor, &asJSON)
 	return cmd
+}
+
+// agentFlags adds the flags every agent action has.
+func agentFlags(cmd *cobra.Command, actor *string, asJSON *bool) {
+	cmd.Flags().StringVar(actor, "as", "", "the acting agent (email address) for the history (default cli)")
+	cmd.Flags().BoolVar(asJSON, "json", false, "print the updated case as JSON")
+}
+
+// report prints the updated case as JSON or a one-line summary.
+func report(cmd *cobra.Command, asJSON bool, c *casemodel.Case, line string) error {
+	if asJSON {
+		return writeJSON(cmd.OutOrStdout(), c)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), line)
+	return nil
+}
+
+// agentAction builds a "cases VERB ID ARG" command that calls the API.
+func agentAction(use, short string, extra func(*cobra.Command), run func(cmd *cobra.Command, c *api.Client, id uint64, arg, actor string) (*casemodel.Case, string, error)) *cobra.Command {
+	var actor string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseCaseID(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := apiClient(cmd)
+			if err != nil {
+				return err
+			}
+			updated, line, err := run(cmd, c, id, args[1], actor)
+			if err != nil {
+				return err
+			}
+			return report(cmd, asJSON, updated, line)
+		},
+	}
+	agentFlags(cmd, &actor, &asJSON)
+	if extra != nil {
+		extra(cmd)
+	}
+	return cmd
+}
+
+func newCasesAssignCmd() *cobra.Command {
+	var note string
+	return agentAction("assign ID AGENT-EMAIL", "Assign a case to an agent, named by email address (\"-\" unassigns)",
+		func(cmd *cobra.Command) { cmd.Flags().StringVar(&note, "note", "", "a note for the team notification") },
+		func(cmd *cobra.Command, c *api.Client, id uint64, agent, actor string) (*casemodel.Case, string, error) {
+			if agent == "-" {
+				agent = ""
+			} else if _, err := casemodel.ParseAgent(agent); err != nil {
+				return nil, "", err
+			}
+			u, err := c.Assign(cmd.Context(), id, api.AssignRequest{Assignee: agent, Note: note, Actor: actor})
+			if err != nil {
+				return nil, "", err
+			}
+			who := u.Assignee
+			if who == "" {
+				who = "nobody"
+			}
+			return u, fmt.Sprintf("case #%d is assigned to %s", u.ID, who), nil
+		})
+}
+
+func newCasesNoteCmd() *cobra.Command {
+	return agentAction("note ID TEXT", "Add an internal note (the team is told; the customer never sees it)", nil,
+		func(cmd *cobra.Command, c *api.Client, id uint64, text, actor string) (*casemodel.Case, string, error) {
+			u, err := c.AddNote(cmd.Context(), id, api.NoteRequest{Text: text, Actor: actor})
+			if err != nil {
+				return nil, "", err
+			}
+			return u, fmt.Sprintf("note added to case #%d", u.ID), nil
+		})
+}
+
+func newCasesReplyCmd() *cobra.Command {
+	return agentAction("reply ID TEXT", "Mail a public reply to the case's requester and participants (\"-\" reads TEXT from stdin)", nil,
+		func(cmd *cobra.Command, c *api.Client, id uint64, text, actor string) (*casemodel.Case, string, error) {
+			if text == "-" {
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+				if err != nil {
+					return nil, "", fmt.Errorf("read the reply from stdin: %w", err)
+				}
+				text = string(b)
+			}
+			if strings.TrimSpace(text) == "" {
+				return nil, "", fmt.Errorf("the reply is empty: give the text as an argument or on stdin with -")
+			}
+			u, err := c.Reply(cmd.Context(), id, api.ReplyRequest{Text: text, Actor: actor})
+			if err != nil {
+				return nil, "", err
+			}
+			return u, fmt.Sprintf("reply to case #%d queued for %s", u.ID, strings.Join(u.Participants, ", ")), nil
+		})
+}
+
+func newCasesSetPriorityCmd() *cobra.Command {
+	var note string
+	return agentAction("set-priority ID PRIORITY", "Set a case's priority (urgent, high, normal, low); the response target follows",
+		func(cmd *cobra.Command) {
+			cmd.Flags().StringVar(&note, "note", "", "why, for the history and the team")
+		},
+		func(cmd *cobra.Command, c *api.Client, id uint64, prio, actor string) (*casemodel.Case, string, error) {
+			if _, err := casemodel.ParsePriority(prio); err != nil {
+				return nil, "", err
+			}
+			u, err := c.SetPriority(cmd.Context(), id, api.PriorityRequest{Priority: prio, Note: note, Actor: actor})
+			if err != nil {
+				return nil, "", err
+			}
+			line := fmt.Sprintf("case #%d is now %s", u.ID, u.Priority)
+			if u.DueAt != nil {
+				line += ", first response due " + u.DueAt.Local().Format("2006-01-02 15:04")
+			}
+			return u, line, nil
+		})
 }
 
 func statusNames() []string {
