@@ -21,6 +21,7 @@ import (
 	"github.com/caseintake/caseintake/classify"
 	"github.com/caseintake/caseintake/config"
 	"github.com/caseintake/caseintake/intake"
+	"github.com/caseintake/caseintake/lifecycle"
 	"github.com/caseintake/caseintake/notify"
 	"github.com/caseintake/caseintake/store"
 )
@@ -68,6 +69,7 @@ func newLogger(c config.Log, w *os.File) *slog.Logger {
 type daemon struct {
 	store    *store.Store
 	notifier *notify.Worker
+	jobs     *lifecycle.Worker // archive, auto-close, due notices
 	pipeline *intake.Pipeline
 	api      *http.Server
 	apiLn    net.Listener
@@ -99,6 +101,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts serve
 	sup := &supervisor{log: log, pool: pool}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = d.notifier.Run(ctx) })
+	wg.Go(func() { _ = d.jobs.Run(ctx) })
 	pool.apply(cfg.Mailboxes)
 	go sup.run(ctx)
 	apiErr := make(chan error, 1)
@@ -180,6 +183,14 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 		return nil, err
 	}
 	d := &daemon{store: st, notifier: notify.NewWorker(st, sender, log.With("component", "notify"))}
+	targets, err := lifecycle.Targets(cfg.Lifecycle)
+	if err != nil {
+		return nil, err
+	}
+	renderer.SetTargets(targets)
+	d.jobs = lifecycle.New(st, renderer, lifecycle.Options{ReopenWindow: cfg.Intake.ReopenWindow,
+		AutoCloseAfter: cfg.Lifecycle.AutoCloseAfter, AtRiskLead: cfg.Lifecycle.AtRiskLead,
+		Interval: cfg.Lifecycle.Interval}, log.With("component", "lifecycle"), d.notifier.Kick)
 	phrases := cfg.Intake.UrgentPhrases
 	if len(phrases) == 0 {
 		phrases = classify.DefaultUrgentPhrases()

@@ -1,0 +1,202 @@
+// Package lifecycle runs the daemon's scheduled case jobs: archiving cases
+// closed longer than the reopen window, closing solution_provided cases
+// after the quiet period, and warning about first-response targets that
+// are about to be missed or were missed.
+//
+// Invariants: every job re-reads the case and re-checks its rule
+// (casemodel) inside the transaction that changes it, together with the
+// notifications it queues, so a job racing an agent or a reply never acts
+// on stale state; a due notice is recorded on the case in that same
+// transaction, so it is sent once per case and target even across crashes.
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/caseintake/caseintake/casemodel"
+	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/notify"
+	"github.com/caseintake/caseintake/store"
+)
+
+// Options tune the jobs.
+type Options struct {
+	ReopenWindow   time.Duration // closed longer than this: archived
+	AutoCloseAfter time.Duration // solution_provided quiet this long: closed (0: never)
+	AtRiskLead     time.Duration // warn this long before a target
+	Interval       time.Duration // how often the jobs run
+	Now            func() time.Time
+}
+
+// Targets builds the response-target policy from the config's lifecycle
+// block (which Load has validated and filled with defaults).
+func Targets(l config.Lifecycle) (casemodel.Targets, error) {
+	l.ApplyDefaults()
+	b := l.BusinessHours
+	loc, err := time.LoadLocation(b.TimeZone)
+	if err != nil {
+		return casemodel.Targets{}, fmt.Errorf("lifecycle.business_hours.time_zone: %w", err)
+	}
+	cal := casemodel.Calendar{Location: loc}
+	for _, d := range b.Days {
+		cal.Days = append(cal.Days, config.Weekdays[d])
+	}
+	if cal.Start, err = config.ClockOffset(b.Start); err != nil {
+		return casemodel.Targets{}, fmt.Errorf("lifecycle.business_hours.start: %w", err)
+	}
+	if cal.End, err = config.ClockOffset(b.End); err != nil {
+		return casemodel.Targets{}, fmt.Errorf("lifecycle.business_hours.end: %w", err)
+	}
+	ts := casemodel.Targets{Calendar: cal, ByPriority: map[casemodel.Priority]casemodel.Target{}}
+	for p, v := range map[casemodel.Priority]string{casemodel.Urgent: l.ResponseTargets.Urgent,
+		casemodel.High: l.ResponseTargets.High, casemodel.Normal: l.ResponseTargets.Normal, casemodel.Low: l.ResponseTargets.Low} {
+		t, err := casemodel.ParseTarget(v)
+		if err != nil {
+			return casemodel.Targets{}, fmt.Errorf("lifecycle.response_targets.%s: %w", p, err)
+		}
+		ts.ByPriority[p] = t
+	}
+	return ts, nil
+}
+
+// Worker runs the jobs on a schedule.
+type Worker struct {
+	store    *store.Store
+	render   *notify.Renderer
+	opts     Options
+	log      *slog.Logger
+	onCommit func()
+}
+
+// New returns a worker; onCommit is called after a run that queued
+// notifications (to kick the outbox worker).
+func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, onCommit func()) *Worker {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = config.DefaultLifecycleTick
+	}
+	return &Worker{store: st, render: r, opts: opts, log: log, onCommit: onCommit}
+}
+
+// Run runs the jobs at once and then every Interval until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	t := time.NewTicker(w.opts.Interval)
+	defer t.Stop()
+	for {
+		if _, err := w.RunOnce(); err != nil {
+			w.log.Error("scheduled case jobs failed; retrying at the next run", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Result counts what one run did.
+type Result struct {
+	Archived, AutoClosed, DueNotices int
+}
+
+// RunOnce runs every job once at Now.
+func (w *Worker) RunOnce() (Result, error) {
+	var res Result
+	now := w.opts.Now()
+	queued := false
+	defer func() {
+		if queued && w.onCommit != nil {
+			w.onCommit()
+		}
+	}()
+	// Archive: no notification (the customer was told when it closed).
+	n, err := w.each(casemodel.Closed, func(c *casemodel.Case, _ time.Time) ([]*store.Outgoing, bool, error) {
+		if !casemodel.ShouldArchive(c, now, w.opts.ReopenWindow) {
+			return nil, false, nil
+		}
+		c.SetStatus(casemodel.Archived, "system", fmt.Sprintf("closed longer than the reopen window (%v)", w.opts.ReopenWindow), now)
+		return nil, true, nil
+	}, now)
+	res.Archived = n
+	if err != nil {
+		return res, err
+	}
+	if w.opts.AutoCloseAfter > 0 {
+		n, err = w.each(casemodel.SolutionProvided, func(c *casemodel.Case, now time.Time) ([]*store.Outgoing, bool, error) {
+			if !casemodel.ShouldAutoClose(c, now, w.opts.AutoCloseAfter) {
+				return nil, false, nil
+			}
+			note := fmt.Sprintf("no reply from the customer for %v after the solution", w.opts.AutoCloseAfter)
+			c.SetStatus(casemodel.Closed, "system", note, now)
+			rows, err := w.render.StatusChanged(c, notify.Event{From: casemodel.SolutionProvided, To: casemodel.Closed, Actor: "system", Note: note}, now)
+			queued = queued || len(rows) > 0
+			return rows, true, err
+		}, now)
+		res.AutoClosed = n
+		if err != nil {
+			return res, err
+		}
+	}
+	for _, st := range casemodel.Statuses {
+		if st == casemodel.Closed || st == casemodel.Archived {
+			continue
+		}
+		n, err = w.each(st, func(c *casemodel.Case, now time.Time) ([]*store.Outgoing, bool, error) {
+			kind, ok := casemodel.DueNoticeNeeded(c, now, w.opts.AtRiskLead)
+			if !ok {
+				return nil, false, nil
+			}
+			c.NoteDue(kind, now)
+			rows, err := w.render.DueNotice(c, notify.Event{Due: kind, Actor: "system"}, now)
+			queued = queued || len(rows) > 0
+			return rows, true, err
+		}, now)
+		res.DueNotices += n
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// each applies fn to every case in status, each in its own transaction in
+// which the case is re-read, and counts the cases fn changed.
+func (w *Worker) each(status casemodel.Status, fn func(*casemodel.Case, time.Time) ([]*store.Outgoing, bool, error), now time.Time) (int, error) {
+	list, err := w.store.ListCases(store.Filter{Status: status})
+	if err != nil {
+		return 0, err
+	}
+	changed := 0
+	for _, listed := range list {
+		err := w.store.Update(func(tx *store.Tx) error {
+			c, err := tx.Case(listed.ID)
+			if err != nil {
+				return err
+			}
+			if c.Status != status {
+				return nil // changed since the listing
+			}
+			rows, ok, err := fn(c, now)
+			if err != nil || !ok {
+				return err
+			}
+			if err := w.render.Enqueue(tx, c, rows, now); err != nil {
+				return err
+			}
+			changed++
+			return tx.PutCase(c)
+		})
+		if err != nil {
+			return changed, fmt.Errorf("case #%d: %w", listed.ID, err)
+		}
+	}
+	if changed > 0 {
+		w.log.Info("scheduled case job", "status", status, "changed", changed)
+	}
+	return changed, nil
+}

@@ -1,0 +1,211 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/mail"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caseintake/caseintake/casemodel"
+	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/devmail"
+	"github.com/caseintake/caseintake/notify"
+	"github.com/caseintake/caseintake/store"
+)
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC) // a Monday
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+func setup(t *testing.T) (*store.Store, *Worker, *clock) {
+	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	r, err := notify.NewRenderer(config.SMTP{From: "Example Support <support@example.test>", EnvelopeSender: "<>"},
+		config.Notify{Team: []string{"team@example.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{now: t0}
+	w := New(st, r, Options{ReopenWindow: 14 * 24 * time.Hour, AutoCloseAfter: 7 * 24 * time.Hour,
+		AtRiskLead: 30 * time.Minute, Now: clk.Now}, slog.New(slog.DiscardHandler), nil)
+	return st, w, clk
+}
+
+func putCase(t *testing.T, st *store.Store, prio casemodel.Priority, edit func(*casemodel.Case)) uint64 {
+	t.Helper()
+	var id uint64
+	err := st.Update(func(tx *store.Tx) error {
+		var err error
+		if id, err = tx.NewCaseID(); err != nil {
+			return err
+		}
+		c := casemodel.New(id, "Help", "alice@customer.example", "", "support", prio, t0)
+		if edit != nil {
+			edit(c)
+		}
+		return tx.PutCase(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func kinds(t *testing.T, st *store.Store, id uint64) []string {
+	t.Helper()
+	rows, err := st.Outbox(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, o := range rows {
+		out = append(out, o.Kind+"→"+strings.Join(o.To, ","))
+	}
+	return out
+}
+
+func TestArchiveAfterReopenWindow(t *testing.T) {
+	st, w, clk := setup(t)
+	id := putCase(t, st, casemodel.Normal, func(c *casemodel.Case) { c.SetStatus(casemodel.Closed, "agent:a", "", t0) })
+	clk.now = t0.Add(14 * 24 * time.Hour)
+	if res, err := w.RunOnce(); err != nil || res.Archived != 0 {
+		t.Fatalf("inside the window: %+v %v", res, err)
+	}
+	clk.now = t0.Add(14*24*time.Hour + time.Minute)
+	if res, err := w.RunOnce(); err != nil || res.Archived != 1 {
+		t.Fatalf("after the window: %+v %v", res, err)
+	}
+	c, _ := st.GetCase(id)
+	last := c.Events[len(c.Events)-1]
+	if c.Status != casemodel.Archived || last.Actor != "system" || last.From != "closed" || last.To != "archived" {
+		t.Fatalf("status %s, event %+v", c.Status, last)
+	}
+	if k := kinds(t, st, id); len(k) != 0 {
+		t.Errorf("archiving sends nothing, got %v", k)
+	}
+	if res, _ := w.RunOnce(); res.Archived != 0 {
+		t.Error("archived twice")
+	}
+}
+
+func TestAutoCloseAfterQuietPeriod(t *testing.T) {
+	st, w, clk := setup(t)
+	solved := t0.Add(time.Hour)
+	quiet := putCase(t, st, casemodel.Normal, func(c *casemodel.Case) {
+		c.SetStatus(casemodel.SolutionProvided, "agent:a", "", solved)
+		c.AddParticipants("bob@customer.example")
+	})
+	answered := putCase(t, st, casemodel.Normal, func(c *casemodel.Case) {
+		c.SetStatus(casemodel.SolutionProvided, "agent:a", "", solved)
+		c.Messages = append(c.Messages, casemodel.Message{Direction: casemodel.In, Date: solved.Add(48 * time.Hour)})
+	})
+	clk.now = solved.Add(7*24*time.Hour - time.Second)
+	if res, _ := w.RunOnce(); res.AutoClosed != 0 {
+		t.Fatal("closed before the quiet period ended")
+	}
+	clk.now = solved.Add(7 * 24 * time.Hour)
+	if res, err := w.RunOnce(); err != nil || res.AutoClosed != 1 {
+		t.Fatalf("run: %+v %v", res, err)
+	}
+	c, _ := st.GetCase(quiet)
+	if c.Status != casemodel.Closed || c.ClosedAt == nil || !c.ClosedAt.Equal(clk.now) {
+		t.Fatalf("quiet case: %s %v", c.Status, c.ClosedAt)
+	}
+	want := []string{"status→alice@customer.example,bob@customer.example", "team_status→team@example.test"}
+	if got := kinds(t, st, quiet); !slices.Equal(got, want) {
+		t.Errorf("auto-close notifications %v, want %v", got, want)
+	}
+	if c, _ := st.GetCase(answered); c.Status != casemodel.SolutionProvided {
+		t.Errorf("a case the customer answered was closed early: %s", c.Status)
+	}
+}
+
+// TestDueNoticesFireOnceAndAreDelivered runs the jobs every minute past a
+// target and checks that exactly one at-risk and one missed notice leave,
+// through the outbox and a real SMTP server, to the assignee or the team.
+func TestDueNoticesFireOnceAndAreDelivered(t *testing.T) {
+	st, w, clk := setup(t)
+	assigned := putCase(t, st, casemodel.Urgent, func(c *casemodel.Case) { c.Assign("ann@example.com", "agent:lead", t0) })
+	unassigned := putCase(t, st, casemodel.Urgent, nil)
+	answered := putCase(t, st, casemodel.Urgent, func(c *casemodel.Case) {
+		c.RecordReply(casemodel.Message{MessageID: "r@x"}, "agent:ann", t0.Add(time.Minute))
+	})
+	for clk.now = t0; clk.now.Before(t0.Add(3 * time.Hour)); clk.now = clk.now.Add(time.Minute) {
+		if _, err := w.RunOnce(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, to := range map[uint64]string{assigned: "ann@example.com", unassigned: "team@example.test"} {
+		if got, want := kinds(t, st, id), []string{"due→" + to, "due→" + to}; !slices.Equal(got, want) {
+			t.Errorf("case #%d: %v, want %v", id, got, want)
+		}
+	}
+	if got := kinds(t, st, answered); len(got) != 0 {
+		t.Errorf("an answered case got due notices: %v", got)
+	}
+
+	srv, err := devmail.Start(devmail.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	sender, err := notify.NewSender(config.SMTP{Server: config.Server{Host: srv.SMTPHost, Port: srv.SMTPPort, Security: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nw := notify.NewWorker(st, sender, slog.New(slog.DiscardHandler))
+	done := make(chan struct{})
+	go func() { _ = nw.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	msgs, err := srv.WaitSent(wctx, 4)
+	if err != nil {
+		t.Fatalf("waiting for 4 due notices over SMTP: %v", err)
+	}
+	var subjects []string
+	for _, m := range msgs {
+		pm, err := mail.ReadMessage(bytes.NewReader(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pm.Header.Get("Auto-Submitted") != "auto-generated" || pm.Header.Get("X-Caseintake-Notification") != "due" {
+			t.Errorf("due notice headers: %v", pm.Header)
+		}
+		subjects = append(subjects, pm.Header.Get("Subject"))
+	}
+	slices.Sort(subjects)
+	want := []string{"[Case #1] First-response target MISSED: Help", "[Case #1] First-response target at risk: Help",
+		"[Case #2] First-response target MISSED: Help", "[Case #2] First-response target at risk: Help"}
+	if !slices.Equal(subjects, want) {
+		t.Errorf("subjects %q", subjects)
+	}
+}
+
+func TestTargetsFromConfig(t *testing.T) {
+	l := config.Lifecycle{BusinessHours: config.BusinessHours{TimeZone: "Europe/Berlin", Days: []string{"mon", "tue"}, Start: "08:00", End: "12:00"},
+		ResponseTargets: config.ResponseTargets{High: "1bd", Urgent: "30m"}}
+	ts, err := Targets(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.ByPriority[casemodel.Urgent].Clock != 30*time.Minute || ts.ByPriority[casemodel.Low].BusinessDays != 5 {
+		t.Fatalf("targets %+v", ts.ByPriority)
+	}
+	// Tuesday 11:00 Berlin + one 4-hour business day: 1h Tuesday, 3h next Monday.
+	from := time.Date(2026, 11, 24, 11, 0, 0, 0, ts.Calendar.Location)
+	if got, want := ts.Due(casemodel.High, from), time.Date(2026, 11, 30, 11, 0, 0, 0, ts.Calendar.Location); !got.Equal(want) {
+		t.Errorf("due %v, want %v", got, want)
+	}
+}
