@@ -83,6 +83,15 @@ type Intake struct {
 	// UrgentPhrases replaces the built-in list of subject phrases that mark
 	// a case urgent ("Production Down", "Produktionsausfall", …).
 	UrgentPhrases []string `mapstructure:"urgent_phrases"`
+	// AckLimitPerRecipient is the most acknowledgements one address gets
+	// per hour (stops a loop with an auto-responder that marks nothing).
+	AckLimitPerRecipient int `mapstructure:"ack_limit_per_recipient"`
+	// AckLimitGlobal is the most acknowledgements sent per hour in all
+	// (stops a loop through many addresses).
+	AckLimitGlobal int `mapstructure:"ack_limit_global"`
+	// MaxReceived quarantines a message with more Received header fields
+	// as a mail loop.
+	MaxReceived int `mapstructure:"max_received"`
 }
 
 // Lifecycle tunes the daemon's scheduled case jobs and response targets.

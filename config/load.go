@@ -32,6 +32,10 @@ const (
 	DefaultLifecycleTick  = time.Minute
 	DefaultLanguage       = "en"
 	NullEnvelopeSender    = "<>"
+	// Acknowledgement caps per hour and the Received-header loop limit.
+	DefaultAckLimitPerRecipient = 10
+	DefaultAckLimitGlobal       = 300
+	DefaultMaxReceived          = 40
 )
 
 // Error is a configuration problem: every Problem names the key it is about.
@@ -63,6 +67,9 @@ func Load(path string) (*Config, error) {
 	v.SetDefault("smtp.security", "starttls")
 	v.SetDefault("smtp.envelope_sender", NullEnvelopeSender)
 	v.SetDefault("intake.reopen_window", DefaultReopenWindow.String())
+	v.SetDefault("intake.ack_limit_per_recipient", DefaultAckLimitPerRecipient)
+	v.SetDefault("intake.ack_limit_global", DefaultAckLimitGlobal)
+	v.SetDefault("intake.max_received", DefaultMaxReceived)
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "auto")
 	if err := v.ReadInConfig(); err != nil {
@@ -176,6 +183,15 @@ func (c *Config) applyListDefaults(v *viper.Viper) {
 	}
 	if c.Intake.ReopenWindow == 0 {
 		c.Intake.ReopenWindow = DefaultReopenWindow
+	}
+	if c.Intake.AckLimitPerRecipient == 0 {
+		c.Intake.AckLimitPerRecipient = DefaultAckLimitPerRecipient
+	}
+	if c.Intake.AckLimitGlobal == 0 {
+		c.Intake.AckLimitGlobal = DefaultAckLimitGlobal
+	}
+	if c.Intake.MaxReceived == 0 {
+		c.Intake.MaxReceived = DefaultMaxReceived
 	}
 	c.Lifecycle.ApplyDefaults()
 	if c.Notify.Language == "" {
@@ -428,6 +444,15 @@ func (c *Config) Validate() []string {
 	}
 	if c.Intake.ReopenWindow < 0 {
 		bad("intake.reopen_window", "must not be negative, got %v", c.Intake.ReopenWindow)
+	}
+	for key, v := range map[string]int{
+		"intake.ack_limit_per_recipient": c.Intake.AckLimitPerRecipient,
+		"intake.ack_limit_global":        c.Intake.AckLimitGlobal,
+		"intake.max_received":            c.Intake.MaxReceived,
+	} {
+		if v < 1 {
+			bad(key, "must be at least 1, got %d", v)
+		}
 	}
 	for i, p := range c.Intake.UrgentPhrases {
 		if strings.TrimSpace(p) == "" {

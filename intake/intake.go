@@ -21,8 +21,10 @@ import (
 const (
 	DefaultMaxReceived = 40
 	DefaultAckLimit    = 10
-	ackWindow          = time.Hour
-	textExcerpt        = 8 << 10
+	// DefaultGlobalAckLimit caps acknowledgements to everyone per hour.
+	DefaultGlobalAckLimit = 300
+	ackWindow             = time.Hour
+	textExcerpt           = 8 << 10
 )
 
 // Options tune the pipeline.
@@ -37,7 +39,10 @@ type Options struct {
 	MaxReceived int
 	// AckLimit is the most acknowledgements one address gets per hour.
 	AckLimit int
-	Now      func() time.Time
+	// GlobalAckLimit is the most acknowledgements sent per hour in all: a
+	// loop through many addresses (or a flood) stops there.
+	GlobalAckLimit int
+	Now            func() time.Time
 }
 
 // Pipeline turns fetched messages into case changes.
@@ -60,6 +65,9 @@ func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, on
 	}
 	if opts.AckLimit == 0 {
 		opts.AckLimit = DefaultAckLimit
+	}
+	if opts.GlobalAckLimit == 0 {
+		opts.GlobalAckLimit = DefaultGlobalAckLimit
 	}
 	if opts.Urgency == nil {
 		opts.Urgency = classify.NewUrgency(classify.DefaultUrgentPhrases())
@@ -371,6 +379,13 @@ func (p *Pipeline) newCase(tx *store.Tx, d *store.Decision, msg *classify.Messag
 	if n := tx.AcksSince(requester, now.Add(-ackWindow)); n >= p.opts.AckLimit {
 		ack = false
 		signal += fmt.Sprintf("; acknowledgement suppressed: %d sent to %s in the last hour (limit %d)", n, requester, p.opts.AckLimit)
+	} else if n, err := tx.AllAcksSince(now.Add(-ackWindow)); err != nil {
+		return 0, err
+	} else if n >= p.opts.GlobalAckLimit {
+		ack = false
+		signal += fmt.Sprintf("; acknowledgement suppressed: %d sent in all in the last hour (intake.ack_limit_global %d)", n, p.opts.GlobalAckLimit)
+		p.log.Warn("global acknowledgement cap reached: new cases get no acknowledgement until the hour's count drops (a mail loop or a flood?); raise intake.ack_limit_global if this is real traffic",
+			"mailbox", d.Mailbox, "uid", d.UID, "message_id", msg.MessageID, "acks_last_hour", n, "ack_limit_global", p.opts.GlobalAckLimit)
 	}
 	d.Outcome, d.Signal, d.CaseID = store.OutcomeNewCase, signal, c.ID
 	rows, err := p.render.NewCase(c, notify.Event{Signal: signal, Text: msg.Text, ReplyTo: msg.MessageID}, ack, now)

@@ -203,6 +203,10 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 		ReopenWindow: cfg.Intake.ReopenWindow,
 		Urgency:      classify.NewUrgency(phrases),
 		OwnAddresses: own,
+		// Loop guards (issue #5): acknowledgement caps and Received limit.
+		AckLimit:       cfg.Intake.AckLimitPerRecipient,
+		GlobalAckLimit: cfg.Intake.AckLimitGlobal,
+		MaxReceived:    cfg.Intake.MaxReceived,
 	}, log.With("component", "intake"), d.notifier.Kick)
 	d.apiLn, err = listen(cfg.API.Listen)
 	if err != nil {
