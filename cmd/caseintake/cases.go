@@ -147,9 +147,21 @@ func printCase(w io.Writer, v *api.CaseView) {
 	if c.Assignee != "" {
 		fmt.Fprintf(w, " · assignee %s", c.Assignee)
 	}
+	if c.FirstResponseAt != nil {
+		fmt.Fprintf(w, " · first response %s", ts(*c.FirstResponseAt))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  participants: %s", strings.Join(c.Participants, ", "))
+	if c.Language != "" {
+		fmt.Fprintf(w, " · language %s", c.Language)
+	}
 	fmt.Fprintln(w)
 	if len(c.Links) > 0 {
-		fmt.Fprintf(w, "  linked cases: %v\n", c.Links)
+		tags := make([]string, len(c.Links))
+		for i, id := range c.Links {
+			tags[i] = fmt.Sprintf("#%d", id)
+		}
+		fmt.Fprintf(w, "  linked cases: %s\n", strings.Join(tags, ", "))
 	}
 	fmt.Fprintln(w, "\nMessages:")
 	for _, m := range c.Messages {
