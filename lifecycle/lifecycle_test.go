@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/mail"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -207,5 +208,59 @@ func TestTargetsFromConfig(t *testing.T) {
 	from := time.Date(2026, 11, 24, 11, 0, 0, 0, ts.Calendar.Location)
 	if got, want := ts.Due(casemodel.High, from), time.Date(2026, 11, 30, 11, 0, 0, 0, ts.Calendar.Location); !got.Equal(want) {
 		t.Errorf("due %v, want %v", got, want)
+	}
+}
+
+// TestDocumentedLifecycleBlockLoads loads the lifecycle block as README
+// documents it (with non-default values) and builds its targets.
+func TestDocumentedLifecycleBlockLoads(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/caseintake.yaml"
+	cfg := `data_dir: ` + dir + `
+mailboxes:
+  - name: support
+    address: support@example.com
+    imap: {host: imap.example.com, port: 993, security: tls, password: imap-secret}
+smtp: {host: smtp.example.com, port: 587, security: starttls, from: "Support <support@example.com>"}
+notify:
+  team: [team@example.com]
+  language: de
+  templates_dir: ` + dir + `
+api: {listen: 127.0.0.1:8025, token: 0123456789abcdef0123}
+lifecycle:
+  interval: 30s
+  auto_close_after: 72h
+  at_risk_lead: 1h
+  business_hours:
+    time_zone: Europe/Berlin
+    days: [mon, tue, wed, thu]
+    start: "08:30"
+    end: "24:00"
+  response_targets: {urgent: 1h, high: 2bd, normal: 3bd, low: 10bd}
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Lifecycle
+	if l.Interval != 30*time.Second || l.AutoCloseAfter != 72*time.Hour || l.AtRiskLead != time.Hour || c.Notify.Language != "de" {
+		t.Fatalf("lifecycle %+v, language %q", l, c.Notify.Language)
+	}
+	ts, err := Targets(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Calendar.Location.String() != "Europe/Berlin" || len(ts.Calendar.Days) != 4 || ts.Calendar.DayLength() != 15*time.Hour+30*time.Minute ||
+		ts.ByPriority[casemodel.Low].BusinessDays != 10 {
+		t.Fatalf("targets %+v", ts)
+	}
+	// Defaults: a config without the block gets design.md's policy.
+	var empty config.Lifecycle
+	empty.ApplyDefaults()
+	if empty.AutoCloseAfter != 7*24*time.Hour || empty.AtRiskLead != 30*time.Minute || empty.ResponseTargets.Normal != "2bd" {
+		t.Fatalf("defaults %+v", empty)
 	}
 }
