@@ -1,0 +1,152 @@
+package notify
+
+import (
+	"mime"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caseintake/caseintake/casemodel"
+	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/store"
+)
+
+func subjectOf(t *testing.T, o *store.Outgoing) string {
+	t.Helper()
+	s, err := (&mime.WordDecoder{}).DecodeHeader(parse(t, o).Header.Get("Subject"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestEveryKindRendersInEveryLanguage(t *testing.T) {
+	r := testRenderer(t)
+	for _, lang := range Languages {
+		c := casemodel.New(5, "Drucker\x07 kaputt", "a@example.com", "Ä\r\nBcc: x@evil.example", "support", casemodel.High, t0)
+		c.Language = lang
+		c.Assign("ann@example.com", "agent:lead", t0)
+		for _, kind := range Kinds {
+			o, err := r.render(kind, c, []string{"x@example.com"}, Event{From: casemodel.Open, To: casemodel.Closed,
+				Actor: "agent:ann\r\nX-Evil: 1", Note: "n", Text: "t", Due: casemodel.AtRisk}, t0)
+			if err != nil {
+				t.Fatalf("%s/%s: %v", lang, kind, err)
+			}
+			m := parse(t, o)
+			subject := subjectOf(t, o)
+			if !strings.HasPrefix(strings.TrimPrefix(strings.TrimPrefix(subject, "Re: "), "AW: "), "[Case #5] ") {
+				t.Errorf("%s/%s: subject %q lacks the case tag", lang, kind, subject)
+			}
+			if strings.ContainsAny(subject, "\r\n\x07") || m.Header.Get("X-Evil") != "" || m.Header.Get("Bcc") != "" {
+				t.Errorf("%s/%s: customer text reached a header raw: %q", lang, kind, subject)
+			}
+			if m.Header.Get("X-Caseintake-Notification") != kind || m.Header.Get("Message-Id") == "" {
+				t.Errorf("%s/%s: headers %v", lang, kind, m.Header)
+			}
+			want := "auto-generated"
+			switch {
+			case kind == KindReply:
+				want = ""
+			case slices.Contains(customerKinds, kind):
+				want = "auto-replied"
+			}
+			if got := m.Header.Get("Auto-Submitted"); got != want {
+				t.Errorf("%s/%s: Auto-Submitted %q, want %q", lang, kind, got, want)
+			}
+		}
+	}
+}
+
+func TestLanguageChoice(t *testing.T) {
+	r, err := NewRenderer(config.SMTP{From: "Support <support@example.test>"}, config.Notify{Team: []string{"team@example.test"}, Language: "de"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lang, want := range map[string]string{"": "Neuer Fall", "fr-FR": "Neuer Fall", "en-GB": "New normal case", "DE": "Neuer Fall"} {
+		c := casemodel.New(1, "s", "a@example.com", "", "support", casemodel.Normal, t0)
+		c.Language = lang
+		rows, err := r.NewCase(c, Event{}, false, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := subjectOf(t, rows[0]); !strings.Contains(got, want) {
+			t.Errorf("language %q: subject %q, want %q", lang, got, want)
+		}
+	}
+}
+
+func TestTemplatesDirOverrides(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "team_note.tmpl"), []byte(`{{define "subject"}}{{.Tag}} NOTE{{end}}{{define "body"}}{{.Note}}{{end}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRenderer(config.SMTP{From: "Support <support@example.test>"}, config.Notify{Team: []string{"team@example.test"}, TemplatesDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := casemodel.New(1, "s", "a@example.com", "", "support", casemodel.Normal, t0)
+	rows, _ := r.NoteAdded(c, Event{Note: "hi"}, t0)
+	if got := subjectOf(t, rows[0]); got != "[Case #1] NOTE" {
+		t.Errorf("override not used: %q", got)
+	}
+	c.Language = "de"
+	rows, _ = r.NoteAdded(c, Event{Note: "hi", Actor: "a"}, t0)
+	if got := subjectOf(t, rows[0]); !strings.Contains(got, "Notiz") {
+		t.Errorf("the German built-in should stay: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "due.de.tmpl"), []byte(`{{define "subject"}}x{{end}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewRenderer(config.SMTP{From: "Support <support@example.test>"}, config.Notify{TemplatesDir: dir})
+	if err == nil || !strings.Contains(err.Error(), `due.de.tmpl defines no "body"`) {
+		t.Errorf("incomplete override: %v", err)
+	}
+}
+
+// TestRecipientsPerEvent pins who hears about what.
+func TestRecipientsPerEvent(t *testing.T) {
+	r := testRenderer(t)
+	c := casemodel.New(9, "s", "a@example.com", "", "support", casemodel.Normal, t0)
+	c.AddParticipants("cc@example.com")
+	to := func(rows []*store.Outgoing, err error) string {
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, o := range rows {
+			out = append(out, o.Kind+":"+strings.Join(o.To, ","))
+		}
+		return strings.Join(out, " ")
+	}
+	for name, tc := range map[string]struct {
+		got, want string
+	}{
+		"reopen unassigned":  {to(r.Reopened(c, Event{From: casemodel.Closed}, t0)), "reopened:a@example.com team_reopened:team@example.test"},
+		"reply unassigned":   {to(r.CustomerReplied(c, Event{}, t0)), ""},
+		"due unassigned":     {to(r.DueNotice(c, Event{Due: casemodel.Missed}, t0)), "due:team@example.test"},
+		"agent reply":        {to(r.Replied(c, Event{Text: "x"}, t0)), "reply:a@example.com,cc@example.com"},
+		"note":               {to(r.NoteAdded(c, Event{}, t0)), "team_note:team@example.test"},
+		"lowered":            {to(r.PriorityChanged(c, Event{From: "normal", To: "low"}, t0)), "team_priority:team@example.test"},
+		"raised to urgent":   {to(r.PriorityChanged(c, Event{From: "normal", To: "urgent"}, t0)), "team_priority:team@example.test urgent:oncall@example.test"},
+		"status to customer": {to(r.StatusChanged(c, Event{From: casemodel.Open, To: casemodel.CustomerPending}, t0)), "status:a@example.com,cc@example.com team_status:team@example.test"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: %q, want %q", name, tc.got, tc.want)
+		}
+	}
+	c.Assign("ann@example.com", "agent:lead", t0)
+	for name, tc := range map[string]struct {
+		got, want string
+	}{
+		"assign":          {to(r.Assigned(c, Event{}, t0)), "team_assigned:team@example.test assigned:ann@example.com"},
+		"reopen assigned": {to(r.Reopened(c, Event{From: casemodel.Closed}, t0)), "reopened:a@example.com team_reopened:team@example.test assignee_reopened:ann@example.com"},
+		"reply assigned":  {to(r.CustomerReplied(c, Event{}, t0)), "assignee_reply:ann@example.com"},
+		"due to assignee": {to(r.DueNotice(c, Event{Due: casemodel.AtRisk}, t0)), "due:ann@example.com"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s: %q, want %q", name, tc.got, tc.want)
+		}
+	}
+}
