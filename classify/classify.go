@@ -93,7 +93,11 @@ type Message struct {
 	// sender, X-Failed-Recipients, or a bounce subject. It is set whenever
 	// any of these is present, even if a stronger signal names the message
 	// in Automated, and implies Automated != "".
-	Bounce   bool
+	Bounce bool
+	// Report is the content of a delivery status notification
+	// (message/delivery-status and the returned message's header), nil
+	// when the message has no such part.
+	Report   *DeliveryReport
 	Warnings []string // tolerated problems: unknown charset, bad base64, malformed Message-ID, text truncated, ...
 }
 
@@ -450,7 +454,16 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 		_, err := io.Copy(io.Discard, dec)
 		return ignoreEOF(err)
 	}
-	cr := &countingReader{r: dec}
+	var src io.Reader = dec
+	if p.reportPart(mt) {
+		head, err := io.ReadAll(io.LimitReader(dec, maxReportPart))
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return ignoreEOF(err)
+		}
+		p.readReportPart(mt, head)
+		src = io.MultiReader(bytes.NewReader(head), dec)
+	}
+	cr := &countingReader{r: src}
 	_, err := io.Copy(io.Discard, cr)
 	p.msg.Attachments = append(p.msg.Attachments, Attachment{
 		Filename:    sanitizeFilename(name),
