@@ -256,6 +256,11 @@ func (p *Pipeline) decide(tx *store.Tx, d *store.Decision, msg *classify.Message
 	if automated == "" && slices.Contains(p.opts.OwnAddresses, msg.From) {
 		automated = "sender is our own support address " + msg.From
 	}
+	if automated != "" && msg.Bounce {
+		if handled, err := p.bounce(tx, d, msg, now); err != nil || handled {
+			return 0, err
+		}
+	}
 	if automated != "" {
 		d.Outcome = store.OutcomeIgnored + ":automated"
 		d.Signal = automated
