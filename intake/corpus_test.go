@@ -94,6 +94,9 @@ func sweep(t *testing.T, files []string) (*store.Store, map[string]map[string]in
 		if outcome == "case" {
 			outcome = d.Outcome
 		}
+		if d.Outcome == store.OutcomeQuarantined+":panic" {
+			t.Errorf("%s: processing panicked: %s", f, d.Signal)
+		}
 		counts[top][outcome]++
 	}
 	return st, counts
