@@ -12,6 +12,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -88,9 +89,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	t := time.NewTicker(w.opts.Interval)
 	defer t.Stop()
 	for {
-		if _, err := w.RunOnce(); err != nil {
-			w.log.Error("scheduled case jobs failed; retrying at the next run", "err", err)
-		}
+		w.runLogged()
 		select {
 		case <-ctx.Done():
 			return nil
@@ -99,12 +98,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// runLogged runs the jobs once, logging a failure or a panic instead of
+// stopping the daemon: the next run retries.
+func (w *Worker) runLogged() {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("scheduled case jobs panicked; retrying at the next run", "panic", p)
+		}
+	}()
+	if _, err := w.RunOnce(); err != nil {
+		w.log.Error("scheduled case jobs failed; retrying at the next run", "err", err)
+	}
+}
+
 // Result counts what one run did.
 type Result struct {
 	Archived, AutoClosed, DueNotices int
 }
 
-// RunOnce runs every job once at Now.
+// RunOnce runs every job once at Now. A case that cannot be processed is
+// reported in the error and skipped; the others are still processed.
 func (w *Worker) RunOnce() (Result, error) {
 	var res Result
 	now := w.opts.Now()
@@ -123,9 +136,8 @@ func (w *Worker) RunOnce() (Result, error) {
 		return nil, true, nil
 	}, now)
 	res.Archived = n
-	if err != nil {
-		return res, err
-	}
+	var errs []error
+	errs = append(errs, err)
 	if w.opts.AutoCloseAfter > 0 {
 		n, err = w.each(casemodel.SolutionProvided, func(c *casemodel.Case, now time.Time) ([]*store.Outgoing, bool, error) {
 			if !casemodel.ShouldAutoClose(c, now, w.opts.AutoCloseAfter) {
@@ -138,9 +150,7 @@ func (w *Worker) RunOnce() (Result, error) {
 			return rows, true, err
 		}, now)
 		res.AutoClosed = n
-		if err != nil {
-			return res, err
-		}
+		errs = append(errs, err)
 	}
 	for _, st := range casemodel.Statuses {
 		if st == casemodel.Closed || st == casemodel.Archived {
@@ -157,11 +167,9 @@ func (w *Worker) RunOnce() (Result, error) {
 			return rows, true, err
 		}, now)
 		res.DueNotices += n
-		if err != nil {
-			return res, err
-		}
+		errs = append(errs, err)
 	}
-	return res, nil
+	return res, errors.Join(errs...)
 }
 
 // each applies fn to every case in status, each in its own transaction in
@@ -172,6 +180,7 @@ func (w *Worker) each(status casemodel.Status, fn func(*casemodel.Case, time.Tim
 		return 0, err
 	}
 	changed := 0
+	var errs []error
 	for _, listed := range list {
 		err := w.store.Update(func(tx *store.Tx) error {
 			c, err := tx.Case(listed.ID)
@@ -192,11 +201,12 @@ func (w *Worker) each(status casemodel.Status, fn func(*casemodel.Case, time.Tim
 			return tx.PutCase(c)
 		})
 		if err != nil {
-			return changed, fmt.Errorf("case #%d: %w", listed.ID, err)
+			// One broken case must not hold up the others.
+			errs = append(errs, fmt.Errorf("case #%d: %w", listed.ID, err))
 		}
 	}
 	if changed > 0 {
 		w.log.Info("scheduled case job", "status", status, "changed", changed)
 	}
-	return changed, nil
+	return changed, errors.Join(errs...)
 }

@@ -264,3 +264,39 @@ lifecycle:
 		t.Fatalf("defaults %+v", empty)
 	}
 }
+
+// TestRunActsAtOnceAndStops checks the loop: it runs at start, kicks the
+// outbox worker when it queued mail, and returns when ctx ends.
+func TestRunActsAtOnceAndStops(t *testing.T) {
+	st, _, _ := setup(t)
+	r, _ := notify.NewRenderer(config.SMTP{From: "Support <support@example.test>"}, config.Notify{Team: []string{"team@example.test"}})
+	kicked := make(chan struct{}, 10)
+	solved := time.Now().Add(-8 * 24 * time.Hour)
+	id := putCase(t, st, casemodel.Normal, func(c *casemodel.Case) {
+		c.CreatedAt = solved
+		c.FirstResponseAt = &solved
+		c.SetStatus(casemodel.SolutionProvided, "agent:a", "", solved)
+	})
+	w := New(st, r, Options{ReopenWindow: time.Hour, AutoCloseAfter: 7 * 24 * time.Hour, Interval: time.Hour},
+		slog.New(slog.DiscardHandler), func() { kicked <- struct{}{} })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-kicked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first run did not kick the outbox worker")
+	}
+	if c, _ := st.GetCase(id); c.Status != casemodel.Closed {
+		t.Errorf("status %s after the first run", c.Status)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
