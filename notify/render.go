@@ -235,8 +235,9 @@ func (r *Renderer) NewCase(c *casemodel.Case, ev Event, ack bool, now time.Time)
 	return r.renderAll(c, ev, now, specs...)
 }
 
-// RaisedUrgent renders the escalation notice for a case raised to urgent.
-// It first recomputes the case's due time under the renderer's targets.
+// RaisedUrgent renders the escalation notice for a case raised to urgent
+// by mail (intake relies on it being exactly that one notice). It first
+// recomputes the case's due time under the renderer's targets.
 func (r *Renderer) RaisedUrgent(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
 	c.Retarget(r.targets)
 	return r.renderAll(c, ev, now, spec{KindUrgent, r.urgent})
