@@ -48,6 +48,11 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// The whole corpus (small files), so fuzzing starts from real mail of
+	// every kind.
+	for _, data := range corpusSeeds(64 << 10) {
+		f.Add(data)
+	}
 	lim := Limits{MaxHeaderBytes: 8 << 10, MaxParts: 50, MaxDepth: 8, MaxTextBytes: 16 << 10}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Parse(bytes.NewReader(data), lim)
