@@ -19,6 +19,21 @@ test: lint unit e2e
 
 unit:
 	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_BRIEF)
+
+# fuzz runs every fuzzer for FUZZTIME seconds each (make test runs them for
+# FUZZ_BRIEF seconds). A finding is written to the package's testdata/fuzz/
+# and fails the run: commit it as a regression seed with the fix.
+.PHONY: fuzz
+FUZZTIME   ?= 60
+FUZZ_BRIEF ?= 3
+FUZZERS    := classify:FuzzParse classify:FuzzDecodeSubject classify:FuzzUrgencyMatch intake:FuzzHandle
+fuzz:
+	@set -e; for f in $(FUZZERS); do \
+		pkg=$${f%%:*}; name=$${f#*:}; \
+		echo "fuzz $$name in ./$$pkg for $(FUZZTIME)s"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME)s ./$$pkg; \
+	done
 
 e2e:
 	./testdata/mailstack/mailstack.sh install
