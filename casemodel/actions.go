@@ -36,6 +36,7 @@ type ActionError struct {
 	Action Action
 }
 
+// Error says what was refused and what to do instead.
 func (e *ActionError) Error() string {
 	if e.Status == Archived {
 		return fmt.Sprintf("cannot %s case: it is archived, and archived cases are read-only (a customer reply opens a new linked case)", e.Action)

@@ -35,6 +35,7 @@ func ParseTarget(s string) (Target, error) {
 	return Target{Clock: d}, nil
 }
 
+// String writes the target as the config does: "2h" or "1bd".
 func (t Target) String() string {
 	if t.BusinessDays > 0 {
 		return fmt.Sprintf("%dbd", t.BusinessDays)

@@ -411,6 +411,10 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 		if ev.ReplyTo != "" {
 			inReplyTo = []string{ev.ReplyTo}
 		}
+	} else {
+		// Staff mail about one case threads together in the team's and
+		// assignees' clients under a per-case root that is never sent.
+		refs = []string{ThreadRoot(c.ID, r.domain)}
 	}
 	autoSubmitted := "auto-generated"
 	if customer {
@@ -483,6 +487,12 @@ func compose(w io.Writer, h header, body string) error {
 		return err
 	}
 	return bw.Close()
+}
+
+// ThreadRoot is the Message-ID every staff notification about case id
+// refers to, so that they thread together.
+func ThreadRoot(id uint64, domain string) string {
+	return fmt.Sprintf("caseintake.%d@%s", id, domain)
 }
 
 // HeaderText makes customer-supplied text safe for a header: control
