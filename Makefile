@@ -4,7 +4,7 @@ GO      ?= go
 PREFIX  ?= /usr/local
 BIN     := bin/caseintake
 
-.PHONY: all build test unit e2e demo lint fmt clean install
+.PHONY: all build test unit e2e demo lint fmt clean install bench
 
 all: build
 
@@ -47,6 +47,15 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/
+
+# bench measures ingest against the mail server's and the disk's limits
+# (issue #6): backlog drain vs raw FETCH, latency, memory, store scale. It
+# starts its own Dovecot and Postfix (as root, like e2e), prints a table and
+# writes bench/out/bench.json; BENCH_FLAGS passes options (-n, -runs, -only,
+# -cases, -drain-limit; see go run ./bench/cmd/caseintake-bench -h).
+bench: build
+	./testdata/mailstack/mailstack.sh install
+	$(GO) run ./bench/cmd/caseintake-bench -bin $(BIN) -out bench/out $(BENCH_FLAGS)
 
 # install puts the binary, the systemd unit, an example config and an empty
 # secret layout in place; DESTDIR and PREFIX are honoured (packaging).

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Throughput is one timed pass over the backlog.
+type Throughput struct {
+	Msgs    int     `json:"messages"`
+	Bytes   int64   `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+	MsgsPS  float64 `json:"messages_per_s"`
+	MBPS    float64 `json:"mb_per_s"`
+}
+
+func throughput(msgs int, bytes int64, d time.Duration) Throughput {
+	s := d.Seconds()
+	return Throughput{Msgs: msgs, Bytes: bytes, Seconds: s, MsgsPS: float64(msgs) / s, MBPS: float64(bytes) / 1e6 / s}
+}
+
+// BacklogRun is one repetition for one transport.
+type BacklogRun struct {
+	Raw       Throughput `json:"raw_fetch"`
+	Drain     Throughput `json:"caseintake_drain"`
+	Ratio     float64    `json:"ratio"`
+	PeakRSS   int64      `json:"peak_rss_bytes"`
+	Load      string     `json:"load_after"`
+	Processed int        `json:"processed"`
+}
+
+// fillBacklog puts the generated backlog in INBOX (once per bench run).
+func fillBacklog(o options, s *stack, res *Results) error {
+	if err := s.moveAll("Backlog", "INBOX", "Processed", "Quarantine"); err != nil {
+		return err
+	}
+	start := time.Now()
+	bytes, kinds, err := s.fill(o.seed, o.n)
+	if err != nil {
+		return err
+	}
+	d := time.Since(start)
+	res.Backlog.Fill = throughput(o.n, bytes, d)
+	res.Backlog.Kinds = map[string]int{}
+	for k, v := range kinds {
+		res.Backlog.Kinds[string(k)] = v
+	}
+	log.Printf("backlog: appended %d messages, %.1f MB in %.1fs (%v)", o.n, float64(bytes)/1e6, d.Seconds(), kinds)
+	return nil
+}
+
+// backlog measures raw fetch against caseintake's drain, alternating
+// transports, o.runs times.
+func backlog(o options, s *stack, res *Results) error {
+	if err := fillBacklog(o, s, res); err != nil {
+		return err
+	}
+	if o.want("profile") {
+		return profileDrain(o, s, res)
+	}
+	sink, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sink.srv.Close()
+	res.Backlog.Runs = map[string][]BacklogRun{}
+	for r := 1; r <= o.runs; r++ {
+		for _, sec := range []security{secPlain, secTLS} {
+			br, err := backlogRun(o, s, sink, sec, r)
+			if err != nil {
+				return fmt.Errorf("run %d %s: %w", r, sec, err)
+			}
+			res.Backlog.Runs[string(sec)] = append(res.Backlog.Runs[string(sec)], br)
+		}
+	}
+	res.Backlog.summarise()
+	return nil
+}
+
+func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRun, error) {
+	var br BacklogRun
+	msgs, bytes, d, err := s.rawFetch(sec, "INBOX")
+	if err != nil {
+		return br, fmt.Errorf("raw fetch: %w", err)
+	}
+	if msgs != o.n {
+		return br, fmt.Errorf("raw fetch saw %d messages, want %d", msgs, o.n)
+	}
+	br.Raw = throughput(msgs, bytes, d)
+	log.Printf("run %d %-4s raw fetch: %.0f msg/s, %.1f MB/s", r, sec, br.Raw.MsgsPS, br.Raw.MBPS)
+
+	dir := filepath.Join(o.out, fmt.Sprintf("backlog-%d-%s", r, sec))
+	os.RemoveAll(dir)
+	dm, err := writeConfig(s, dir, sec, sink.port)
+	if err != nil {
+		return br, err
+	}
+	if err := dm.start(o.bin); err != nil {
+		return br, err
+	}
+	seen, got, werr := s.waitCountUntil(o.n, o.drainLimit, "Processed", "Quarantine")
+	hwm, herr := dm.procStatus("VmHWM")
+	if err := dm.stop(); err != nil {
+		return br, err
+	}
+	if werr != nil {
+		return br, fmt.Errorf("drain: %w (log %s)", werr, dm.logPath)
+	}
+	if herr != nil {
+		return br, herr
+	}
+	if got == 0 {
+		return br, fmt.Errorf("drain: no message processed in %v (log %s)", o.drainLimit, dm.logPath)
+	}
+	// A drain cut at the time limit counts what was done by then (the
+	// bytes pro rata): a rate over the first part of the backlog.
+	br.Processed = got
+	br.Drain = throughput(got, bytes*int64(got)/int64(o.n), seen.Sub(dm.started))
+	br.Ratio = br.Drain.MsgsPS / br.Raw.MsgsPS
+	br.PeakRSS = hwm
+	br.Load = loadavg()
+	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, peak RSS %.1f MB, load %s",
+		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, float64(hwm)/1e6, br.Load)
+	// Everything back into INBOX for the next pass.
+	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
+		return br, err
+	}
+	if !o.keep {
+		os.RemoveAll(filepath.Join(dir, "data"))
+	}
+	return br, nil
+}

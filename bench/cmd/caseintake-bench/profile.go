@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/caseintake/caseintake/classify"
+	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/intake"
+	"github.com/caseintake/caseintake/mailbox"
+	"github.com/caseintake/caseintake/notify"
+	"github.com/caseintake/caseintake/store"
+)
+
+// Profile is the in-process drain: the daemon's parts wired as serve wires
+// them, under pprof, with the wall time split where it goes.
+type Profile struct {
+	Security      string  `json:"imap_security"`
+	Msgs          int     `json:"messages"`
+	Seconds       float64 `json:"seconds"`
+	MsgsPS        float64 `json:"messages_per_s"`
+	HandleSeconds float64 `json:"in_handler_seconds"`      // intake.Pipeline.Handle: raw store, parse, commit
+	BodySeconds   float64 `json:"reading_body_seconds"`    // inside Handle, waiting for the body from the connection
+	OutsideSecs   float64 `json:"outside_handler_seconds"` // worker: SELECT, SEARCH, metadata FETCH, FETCH start, MOVE
+	CPUProfile    string  `json:"cpu_profile"`
+	HeapProfile   string  `json:"heap_profile"`
+	AllocsPerMsg  float64 `json:"bytes_allocated_per_message"`
+}
+
+type timedHandler struct {
+	h            mailbox.Handler
+	handle, body atomic.Int64
+	n            atomic.Int64
+}
+
+type timedBody struct {
+	r io.Reader
+	t *atomic.Int64
+}
+
+func (b timedBody) Read(p []byte) (int, error) {
+	start := time.Now()
+	n, err := b.r.Read(p)
+	b.t.Add(int64(time.Since(start)))
+	return n, err
+}
+
+func (t *timedHandler) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Disposition {
+	start := time.Now()
+	if in.Body != nil {
+		in.Body = timedBody{in.Body, &t.body}
+	}
+	d := t.h.Handle(ctx, in)
+	t.handle.Add(int64(time.Since(start)))
+	t.n.Add(1)
+	return d
+}
+
+func profileDrain(o options, s *stack, res *Results) error {
+	sink, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sink.srv.Close()
+	dir := filepath.Join(o.out, "profile")
+	os.RemoveAll(dir)
+	dm, err := writeConfig(s, dir, secTLS, sink.port)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(dm.cfg)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	logf, err := os.Create(filepath.Join(dir, "caseintake.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	lg := slog.New(slog.NewJSONHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	renderer, err := notify.NewRenderer(cfg.SMTP, cfg.Notify)
+	if err != nil {
+		return err
+	}
+	sender, err := notify.NewSender(cfg.SMTP)
+	if err != nil {
+		return err
+	}
+	notifier := notify.NewWorker(st, sender, lg)
+	pipe := intake.New(st, renderer, intake.Options{ReopenWindow: cfg.Intake.ReopenWindow,
+		Urgency: classify.NewUrgency(classify.DefaultUrgentPhrases()), OwnAddresses: []string{"support@example.test"}}, lg, notifier.Kick)
+	th := &timedHandler{h: pipe}
+	w := mailbox.NewWorker(cfg.Mailboxes[0], th, intake.Cursors(st), lg)
+
+	cpuPath := filepath.Join(dir, "cpu.pprof")
+	cpu, err := os.Create(cpuPath)
+	if err != nil {
+		return err
+	}
+	defer cpu.Close()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { notifier.Run(ctx); done <- struct{}{} }()
+	go func() { w.Run(ctx); done <- struct{}{} }()
+	start := time.Now()
+	seen, werr := s.waitCount(o.n, 20*time.Minute, "Processed", "Quarantine")
+	pprof.StopCPUProfile()
+	runtime.ReadMemStats(&ms1)
+	heapPath := filepath.Join(dir, "heap.pprof")
+	if hf, err := os.Create(heapPath); err == nil {
+		pprof.Lookup("allocs").WriteTo(hf, 0)
+		hf.Close()
+	}
+	cancel()
+	<-done
+	<-done
+	if werr != nil {
+		return werr
+	}
+	p := &Profile{Security: string(secTLS), Msgs: o.n, Seconds: seen.Sub(start).Seconds(), CPUProfile: cpuPath, HeapProfile: heapPath,
+		HandleSeconds: time.Duration(th.handle.Load()).Seconds(), BodySeconds: time.Duration(th.body.Load()).Seconds(),
+		AllocsPerMsg: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.n)}
+	p.MsgsPS = float64(p.Msgs) / p.Seconds
+	p.OutsideSecs = p.Seconds - p.HandleSeconds
+	log.Printf("profile: %d messages in %.1fs (%.0f msg/s): in Handle %.1fs (of which reading the body %.1fs), outside Handle %.1fs; %.0f KB allocated per message; %s %s",
+		p.Msgs, p.Seconds, p.MsgsPS, p.HandleSeconds, p.BodySeconds, p.OutsideSecs, p.AllocsPerMsg/1024, cpuPath, heapPath)
+	fmt.Printf("inspect: go tool pprof -top %s\n", cpuPath)
+	res.Backlog.Profile = p
+	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
+		return err
+	}
+	if !o.keep {
+		os.RemoveAll(filepath.Join(dir, "data"))
+	}
+	return nil
+}
