@@ -1,7 +1,9 @@
 package notify
 
 import (
+	"io"
 	"mime"
+	"mime/multipart"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,5 +153,51 @@ func TestRecipientsPerEvent(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: %q, want %q", name, tc.got, tc.want)
 		}
+	}
+}
+
+func TestHTMLAlternativeIsEscaped(t *testing.T) {
+	dir := t.TempDir()
+	src := `{{define "subject"}}{{.Tag}} {{.Case.Subject}}{{end}}{{define "body"}}Case {{.Case.Subject}} is {{status .To}}.{{end}}` +
+		`{{define "html"}}<p>Case <b>{{.Case.Subject}}</b> is {{status .To}}.</p>{{end}}`
+	if err := os.WriteFile(filepath.Join(dir, "status.tmpl"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRenderer(config.SMTP{From: "Support <support@example.test>"}, config.Notify{TemplatesDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := casemodel.New(3, `<script>alert(1)</script>`, "a@example.com", "", "support", casemodel.Normal, t0)
+	rows, err := r.StatusChanged(c, Event{From: casemodel.Open, To: casemodel.InProgress}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := parse(t, rows[0])
+	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil || mediaType != "multipart/alternative" {
+		t.Fatalf("Content-Type %q: %v", m.Header.Get("Content-Type"), err)
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	var parts []string
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(p)
+		parts = append(parts, p.Header.Get("Content-Type")+"|"+string(b))
+	}
+	want := []string{
+		"text/plain; charset=utf-8|Case <script>alert(1)</script> is in progress.",
+		"text/html; charset=utf-8|<p>Case <b>&lt;script&gt;alert(1)&lt;/script&gt;</b> is in progress.</p>",
+	}
+	if !slices.Equal(parts, want) {
+		t.Errorf("parts\n  %q\nwant\n  %q", parts, want)
+	}
+	if m.Header.Get("Auto-Submitted") != "auto-replied" {
+		t.Error("the multipart message lost its headers")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	htmltemplate "html/template"
 	"io"
 	"io/fs"
 	"net/mail"
@@ -75,7 +76,8 @@ type Renderer struct {
 	team    []string
 	urgent  []string
 	lang    string
-	tmpl    map[string]map[string]*template.Template // by language, then kind
+	tmpl    map[string]map[string]*template.Template     // by language, then kind
+	html    map[string]map[string]*htmltemplate.Template // kinds whose file defines "html"
 	targets casemodel.Targets
 }
 
@@ -97,6 +99,7 @@ func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 		override = os.DirFS(n.TemplatesDir)
 	}
 	tmpl := map[string]map[string]*template.Template{}
+	html := map[string]map[string]*htmltemplate.Template{}
 	for _, lang := range Languages {
 		tmpl[lang] = map[string]*template.Template{}
 		for _, kind := range Kinds {
@@ -122,6 +125,18 @@ func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 				}
 			}
 			tmpl[lang][kind] = t
+			// An optional "html" block adds an HTML alternative, rendered
+			// from the same file and data with html/template's escaping.
+			if t.Lookup("html") != nil {
+				h, err := htmltemplate.New(name).Funcs(htmltemplate.FuncMap(funcs(lang))).ParseFS(src, path)
+				if err != nil {
+					return nil, fmt.Errorf("notification template %s (html): %w", name, err)
+				}
+				if html[lang] == nil {
+					html[lang] = map[string]*htmltemplate.Template{}
+				}
+				html[lang][kind] = h
+			}
 		}
 	}
 	lang := primaryLanguage(n.Language)
@@ -132,7 +147,7 @@ func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 		from.Name = "Support"
 	}
 	return &Renderer{from: from, domain: domain, envFrom: envFrom, lang: lang,
-		team: slices.Clone(n.Team), urgent: slices.Clone(n.Urgent), tmpl: tmpl,
+		team: slices.Clone(n.Team), urgent: slices.Clone(n.Urgent), tmpl: tmpl, html: html,
 		targets: casemodel.DefaultTargets()}, nil
 }
 
@@ -428,12 +443,18 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 		To: slices.Clone(to), Subject: HeaderText(subject.String()),
 		MessageID: fmt.Sprintf("caseintake.%d.%d.%s@%s", c.ID, len(c.Events), kind, r.domain),
 	}
+	var htmlBody bytes.Buffer
+	if h := r.html[lang][kind]; h != nil {
+		if err := h.ExecuteTemplate(&htmlBody, "html", d); err != nil {
+			return nil, err
+		}
+	}
 	var buf bytes.Buffer
 	err := compose(&buf, header{
 		from: r.from, to: to, subject: subject.String(), messageID: o.MessageID,
 		inReplyTo: inReplyTo, references: refs, kind: kind, caseID: c.ID, date: now,
 		autoSubmitted: autoSubmitted,
-	}, body.String())
+	}, body.String(), htmlBody.String())
 	if err != nil {
 		return nil, err
 	}
@@ -454,8 +475,9 @@ type header struct {
 	autoSubmitted string
 }
 
-// compose writes a single text/plain UTF-8 message.
-func compose(w io.Writer, h header, body string) error {
+// compose writes a text/plain UTF-8 message or, when html is set, a
+// multipart/alternative of the text and the HTML.
+func compose(w io.Writer, h header, body, html string) error {
 	var mh gomail.Header
 	mh.SetDate(h.date)
 	mh.SetAddressList("From", []*gomail.Address{{Name: h.from.Name, Address: h.from.Address}})
@@ -478,15 +500,36 @@ func compose(w io.Writer, h header, body string) error {
 	}
 	mh.Set(NotificationHeader, h.kind)
 	mh.Set("X-Caseintake-Case", fmt.Sprint(h.caseID))
-	mh.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
-	bw, err := gomail.CreateSingleInlineWriter(w, mh)
+	if html == "" {
+		mh.SetContentType("text/plain", map[string]string{"charset": "utf-8"})
+		bw, err := gomail.CreateSingleInlineWriter(w, mh)
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(bw, body); err != nil {
+			return err
+		}
+		return bw.Close()
+	}
+	iw, err := gomail.CreateInlineWriter(w, mh) // multipart/alternative
 	if err != nil {
 		return err
 	}
-	if _, err := io.WriteString(bw, body); err != nil {
-		return err
+	for _, part := range []struct{ ctype, text string }{{"text/plain", body}, {"text/html", html}} {
+		var ph gomail.InlineHeader
+		ph.SetContentType(part.ctype, map[string]string{"charset": "utf-8"})
+		pw, err := iw.CreatePart(ph)
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(pw, part.text); err != nil {
+			return err
+		}
+		if err := pw.Close(); err != nil {
+			return err
+		}
 	}
-	return bw.Close()
+	return iw.Close()
 }
 
 // ThreadRoot is the Message-ID every staff notification about case id
