@@ -53,8 +53,12 @@ func TestParseHostileInputsBounded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
 			m, err := Parse(strings.NewReader(tt.raw), DefaultLimits())
-			if d := time.Since(start); d > 3*time.Second {
-				t.Errorf("took %v", d)
+			// A generous bound: linear work on these inputs takes well
+			// under a second, even with -race on a loaded 2-core machine,
+			// while a quadratic blow-up on them takes hours. Speed itself
+			// is measured by BenchmarkParse, not here.
+			if d := time.Since(start); d > time.Minute {
+				t.Errorf("took %v: work is not bounded by the input size", d)
 			}
 			if err != nil {
 				if pe, ok := err.(*ParseError); !ok || !strings.HasPrefix(pe.Reason, "limit:") {
