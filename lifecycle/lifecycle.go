@@ -127,28 +127,26 @@ func (w *Worker) RunOnce() (Result, error) {
 			w.onCommit()
 		}
 	}()
-	// Archive: no notification (the customer was told when it closed).
-	n, err := w.each(casemodel.Closed, func(c *casemodel.Case, _ time.Time) ([]*store.Outgoing, bool, error) {
-		if !casemodel.ShouldArchive(c, now, w.opts.ReopenWindow) {
-			return nil, false, nil
-		}
-		c.SetStatus(casemodel.Archived, "system", fmt.Sprintf("closed longer than the reopen window (%v)", w.opts.ReopenWindow), now)
-		return nil, true, nil
-	}, now)
-	res.Archived = n
 	var errs []error
+	// Archive: no notification (the customer was told when it closed).
+	n, err := w.each(casemodel.Closed, now,
+		func(c *casemodel.Case) bool { return casemodel.ShouldArchive(c, now, w.opts.ReopenWindow) },
+		func(c *casemodel.Case) ([]*store.Outgoing, error) {
+			c.SetStatus(casemodel.Archived, "system", fmt.Sprintf("closed longer than the reopen window (%v)", w.opts.ReopenWindow), now)
+			return nil, nil
+		})
+	res.Archived = n
 	errs = append(errs, err)
 	if w.opts.AutoCloseAfter > 0 {
-		n, err = w.each(casemodel.SolutionProvided, func(c *casemodel.Case, now time.Time) ([]*store.Outgoing, bool, error) {
-			if !casemodel.ShouldAutoClose(c, now, w.opts.AutoCloseAfter) {
-				return nil, false, nil
-			}
-			note := fmt.Sprintf("no reply from the customer for %v after the solution", w.opts.AutoCloseAfter)
-			c.SetStatus(casemodel.Closed, "system", note, now)
-			rows, err := w.render.StatusChanged(c, notify.Event{From: casemodel.SolutionProvided, To: casemodel.Closed, Actor: "system", Note: note}, now)
-			queued = queued || len(rows) > 0
-			return rows, true, err
-		}, now)
+		n, err = w.each(casemodel.SolutionProvided, now,
+			func(c *casemodel.Case) bool { return casemodel.ShouldAutoClose(c, now, w.opts.AutoCloseAfter) },
+			func(c *casemodel.Case) ([]*store.Outgoing, error) {
+				note := fmt.Sprintf("no reply from the customer for %v after the solution", w.opts.AutoCloseAfter)
+				c.SetStatus(casemodel.Closed, "system", note, now)
+				rows, err := w.render.StatusChanged(c, notify.Event{From: casemodel.SolutionProvided, To: casemodel.Closed, Actor: "system", Note: note}, now)
+				queued = queued || len(rows) > 0
+				return rows, err
+			})
 		res.AutoClosed = n
 		errs = append(errs, err)
 	}
@@ -156,25 +154,26 @@ func (w *Worker) RunOnce() (Result, error) {
 		if st == casemodel.Closed || st == casemodel.Archived {
 			continue
 		}
-		n, err = w.each(st, func(c *casemodel.Case, now time.Time) ([]*store.Outgoing, bool, error) {
-			kind, ok := casemodel.DueNoticeNeeded(c, now, w.opts.AtRiskLead)
-			if !ok {
-				return nil, false, nil
-			}
-			c.NoteDue(kind, now)
-			rows, err := w.render.DueNotice(c, notify.Event{Due: kind, Actor: "system"}, now)
-			queued = queued || len(rows) > 0
-			return rows, true, err
-		}, now)
+		n, err = w.each(st, now,
+			func(c *casemodel.Case) bool { _, ok := casemodel.DueNoticeNeeded(c, now, w.opts.AtRiskLead); return ok },
+			func(c *casemodel.Case) ([]*store.Outgoing, error) {
+				kind, _ := casemodel.DueNoticeNeeded(c, now, w.opts.AtRiskLead)
+				c.NoteDue(kind, now)
+				rows, err := w.render.DueNotice(c, notify.Event{Due: kind, Actor: "system"}, now)
+				queued = queued || len(rows) > 0
+				return rows, err
+			})
 		res.DueNotices += n
 		errs = append(errs, err)
 	}
 	return res, errors.Join(errs...)
 }
 
-// each applies fn to every case in status, each in its own transaction in
-// which the case is re-read, and counts the cases fn changed.
-func (w *Worker) each(status casemodel.Status, fn func(*casemodel.Case, time.Time) ([]*store.Outgoing, bool, error), now time.Time) (int, error) {
+// each finds the cases in status for which due holds (reading only, so a
+// run that has nothing to do writes nothing), then, one transaction per
+// case, re-reads the case, re-checks due and applies act, queueing the
+// notifications it returns. It counts the cases changed.
+func (w *Worker) each(status casemodel.Status, now time.Time, due func(*casemodel.Case) bool, act func(*casemodel.Case) ([]*store.Outgoing, error)) (int, error) {
 	list, err := w.store.ListCases(store.Filter{Status: status})
 	if err != nil {
 		return 0, err
@@ -182,23 +181,29 @@ func (w *Worker) each(status casemodel.Status, fn func(*casemodel.Case, time.Tim
 	changed := 0
 	var errs []error
 	for _, listed := range list {
+		if !due(listed) {
+			continue
+		}
 		err := w.store.Update(func(tx *store.Tx) error {
 			c, err := tx.Case(listed.ID)
 			if err != nil {
 				return err
 			}
-			if c.Status != status {
+			if c.Status != status || !due(c) {
 				return nil // changed since the listing
 			}
-			rows, ok, err := fn(c, now)
-			if err != nil || !ok {
+			rows, err := act(c)
+			if err != nil {
 				return err
 			}
 			if err := w.render.Enqueue(tx, c, rows, now); err != nil {
 				return err
 			}
+			if err := tx.PutCase(c); err != nil {
+				return err
+			}
 			changed++
-			return tx.PutCase(c)
+			return nil
 		})
 		if err != nil {
 			// One broken case must not hold up the others.

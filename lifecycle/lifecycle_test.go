@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -79,8 +80,13 @@ func TestArchiveAfterReopenWindow(t *testing.T) {
 	st, w, clk := setup(t)
 	id := putCase(t, st, casemodel.Normal, func(c *casemodel.Case) { c.SetStatus(casemodel.Closed, "agent:a", "", t0) })
 	clk.now = t0.Add(14 * 24 * time.Hour)
+	dbFile := filepath.Join(st.Dir(), store.DBFile)
+	before, _ := os.Stat(dbFile)
 	if res, err := w.RunOnce(); err != nil || res.Archived != 0 {
 		t.Fatalf("inside the window: %+v %v", res, err)
+	}
+	if after, _ := os.Stat(dbFile); !after.ModTime().Equal(before.ModTime()) {
+		t.Error("a run with nothing to do wrote to the database")
 	}
 	clk.now = t0.Add(14*24*time.Hour + time.Minute)
 	if res, err := w.RunOnce(); err != nil || res.Archived != 1 {
