@@ -316,3 +316,16 @@ func viewCaseByMsgID(t *testing.T, st *store.Store, id string) (uint64, bool) {
 }
 
 var mimeDecoder = mime.WordDecoder{}
+
+func TestTraceNeedsMessageID(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.client.Trace(context.Background(), " ")
+	var ae *Error
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "message_id is required") {
+		t.Errorf("trace without id: %v", err)
+	}
+	ds, err := f.client.Trace(context.Background(), "<never@seen.example>")
+	if err != nil || len(ds) != 0 {
+		t.Errorf("trace of an unknown id: %v %v", ds, err)
+	}
+}
