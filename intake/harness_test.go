@@ -67,6 +67,7 @@ type harnessOpts struct {
 	mailboxes []string // support addresses; default just supportAddr
 	noWorkers bool     // start no mailbox workers (the test drives Handle)
 	tune      func(*Options)
+	dataDir   string // default: a fresh temp dir
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -83,7 +84,10 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ms.Close() })
-	st, err := store.Open(t.TempDir())
+	if o.dataDir == "" {
+		o.dataDir = t.TempDir()
+	}
+	st, err := store.Open(o.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
