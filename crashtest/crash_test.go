@@ -292,33 +292,7 @@ func TestCrashKill9KeepsInvariants(t *testing.T) {
 	// The last run: let it finish everything, then stop it cleanly.
 	d := startDaemon(t, bin, cfg, logFile, kills)
 	client := api.NewClient("unix:"+sock, token)
-	waitFor(t, 90*time.Second, "the INBOX to be empty and the outbox drained", func() (bool, string) {
-		in, err := mailSys.Messages(support, "INBOX")
-		if err != nil {
-			return false, err.Error()
-		}
-		if len(in) > 0 {
-			return false, fmt.Sprintf("%d messages still in the INBOX", len(in))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		list, err := client.ListCases(ctx, store.Filter{})
-		if err != nil {
-			return false, "API: " + err.Error()
-		}
-		for _, c := range list {
-			v, err := client.Case(ctx, c.ID)
-			if err != nil {
-				return false, "API: " + err.Error()
-			}
-			for _, nt := range v.Notifications {
-				if nt.State == store.OutboxPending {
-					return false, fmt.Sprintf("case #%d has a pending notification", c.ID)
-				}
-			}
-		}
-		return true, ""
-	})
+	waitDrained(t, client, mailSys)
 	if err := d.stop(t, syscall.SIGTERM, 15*time.Second); err != nil {
 		t.Errorf("the last daemon exited with %v after SIGTERM, want a clean exit", err)
 	}
@@ -522,3 +496,36 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, 
 }
 
 func (k kind) String() string { return [...]string{"request", "reply", "automated"}[k] }
+
+// waitDrained waits until the INBOX is empty and no notification is
+// pending, asking the running daemon's API.
+func waitDrained(t *testing.T, client *api.Client, mailSys *devmail.Server) {
+	t.Helper()
+	waitFor(t, 90*time.Second, "the INBOX to be empty and the outbox drained", func() (bool, string) {
+		in, err := mailSys.Messages(support, "INBOX")
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(in) > 0 {
+			return false, fmt.Sprintf("%d messages still in the INBOX", len(in))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		list, err := client.ListCases(ctx, store.Filter{})
+		if err != nil {
+			return false, "API: " + err.Error()
+		}
+		for _, c := range list {
+			v, err := client.Case(ctx, c.ID)
+			if err != nil {
+				return false, "API: " + err.Error()
+			}
+			for _, nt := range v.Notifications {
+				if nt.State == store.OutboxPending {
+					return false, fmt.Sprintf("case #%d has a pending notification", c.ID)
+				}
+			}
+		}
+		return true, ""
+	})
+}
