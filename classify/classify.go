@@ -432,6 +432,13 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 	if !ok {
 		p.warn("unknown Content-Transfer-Encoding " + label(normEncoding(cte)) + ": body kept undecoded")
 	}
+	if qp, isQP := dec.(*qpReader); isQP {
+		defer func() {
+			if qp.bad {
+				p.warn("malformed quoted-printable kept as written")
+			}
+		}()
+	}
 	if b64, isB64 := dec.(*base64Reader); isB64 {
 		defer func() {
 			if b64.st.bad {

@@ -302,6 +302,7 @@ type qpReader struct {
 	h1    byte // first hex digit after "="
 	ws    []byte
 	eof   bool
+	bad   bool // an invalid escape was kept literally
 }
 
 const (
@@ -382,6 +383,7 @@ func (d *qpReader) step(c byte) {
 			d.state = qpNormal // soft line break
 		default:
 			d.state = qpNormal
+			d.bad = true
 			d.buf = append(d.buf, '=')
 			d.step(c)
 		}
@@ -391,6 +393,7 @@ func (d *qpReader) step(c byte) {
 			d.buf = append(d.buf, unhex(d.h1)<<4|unhex(c))
 			return
 		}
+		d.bad = true
 		d.buf = append(d.buf, '=', d.h1)
 		d.step(c)
 	case qpEqWS:
@@ -400,6 +403,7 @@ func (d *qpReader) step(c byte) {
 			d.state = qpNormal // soft line break
 		default:
 			d.state = qpNormal
+			d.bad = true
 			d.buf = append(d.buf, '=')
 			d.step(c)
 		}
@@ -409,6 +413,7 @@ func (d *qpReader) step(c byte) {
 func (d *qpReader) finish() {
 	switch d.state {
 	case qpEqHex:
+		d.bad = true
 		d.buf = append(d.buf, '=', d.h1)
 	case qpCR:
 		d.buf = append(d.buf, '\r')
