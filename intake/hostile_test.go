@@ -1,0 +1,115 @@
+package intake
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caseintake/caseintake/classify"
+	"github.com/caseintake/caseintake/mailbox"
+	"github.com/caseintake/caseintake/store"
+)
+
+// Each parser limit, exceeded, quarantines the message with the limit as
+// the reason; the raw bytes are kept and the worker goes on.
+func TestParserLimitsQuarantineWithReason(t *testing.T) {
+	lim := classify.Limits{MaxHeaderBytes: 4096, MaxParts: 20, MaxDepth: 5, MaxTextBytes: 1 << 16}
+	h := newHarness(t, harnessOpts{tune: func(o *Options) { o.Limits = lim }})
+	head := func(id string) string {
+		return "From: alice@customer.example\r\nSubject: hostile " + id + "\r\nMessage-ID: <" + id + "@customer.example>\r\nMIME-Version: 1.0\r\n"
+	}
+	var parts strings.Builder
+	parts.WriteString(head("parts") + "Content-Type: multipart/mixed; boundary=\"p\"\r\n\r\n")
+	for i := range 30 {
+		fmt.Fprintf(&parts, "--p\r\nContent-Type: text/plain\r\n\r\npart %d\r\n", i)
+	}
+	parts.WriteString("--p--\r\n")
+	var deep strings.Builder
+	deep.WriteString(head("depth"))
+	for i := range 8 {
+		fmt.Fprintf(&deep, "Content-Type: multipart/mixed; boundary=\"d%d\"\r\n\r\n--d%d\r\n", i, i)
+	}
+	deep.WriteString("Content-Type: text/plain\r\n\r\ndeep\r\n")
+	bigHeader := head("header") + "X-Filler: " + strings.Repeat("x", 5000) + "\r\n\r\nbody\r\n"
+	bigPartHeader := head("partheader") + "Content-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain\r\nX-Filler: " +
+		strings.Repeat("y", 5000) + "\r\n\r\ntext\r\n--q--\r\n"
+	cases := map[string]string{"parts": parts.String(), "depth": deep.String(), "header": bigHeader, "partheader": bigPartHeader}
+	want := map[string]string{"parts": "limit:parts", "depth": "limit:depth", "header": "limit:header-size", "partheader": "limit:header-size"}
+	for _, id := range []string{"parts", "depth", "header", "partheader"} {
+		h.deliver(supportAddr, cases[id])
+	}
+	h.deliver(supportAddr, msg("alice@customer.example", "fine", "fine@customer.example"))
+	for id, reason := range want {
+		d := h.waitDecided(id+"@customer.example", 1)
+		if d.Outcome != store.OutcomeQuarantined+":"+reason || d.RawRef == "" {
+			t.Errorf("%s: %s (%s) raw=%q, want quarantined:%s with the raw bytes kept", id, d.Outcome, d.Signal, d.RawRef, reason)
+		}
+	}
+	if d := h.waitDecided("fine@customer.example", 1); d.Outcome != store.OutcomeNewCase {
+		t.Fatalf("the worker did not go on: %s", d.Outcome)
+	}
+	h.waitFolder(supportAddr, "Quarantine", 4)
+}
+
+// Broken but readable mail becomes a best-effort case with warnings, never
+// a lost message.
+func TestBrokenMailBecomesCaseWithWarnings(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	mk := func(id, headers, body string) string {
+		return "From: alice@customer.example\r\nMessage-ID: <" + id + "@customer.example>\r\n" + headers + "\r\n" + body
+	}
+	msgs := map[string]string{
+		"b64":      mk("b64", "Subject: bad base64\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n", "SGVsbG8gd29y!!!bGQ=\r\n@@@\r\n"),
+		"qp":       mk("qp", "Subject: bad qp\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n", "caf=E9 =ZZ broken=\r\nend=4\r\n"),
+		"charset":  mk("charset", "Subject: =?x-klingon?q?Qapla=27?= unknown charset\r\nContent-Type: text/plain; charset=x-klingon\r\n", "nuqneH\r\n"),
+		"boundary": mk("boundary", "Subject: no boundary\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed\r\n", "--x\r\nContent-Type: text/plain\r\n\r\nhello\r\n"),
+		"8bit":     mk("8bit", "Subject: Gr\xfc\xdfe aus K\xf6ln\r\nContent-Type: text/plain\r\n", "raw 8-bit header\r\n"),
+		"words":    mk("words", "Subject: =?utf-8?B?!!notbase64?= =?utf-8?q?unterminated\r\nContent-Type: text/plain\r\n", "bad words\r\n"),
+	}
+	for _, raw := range msgs {
+		h.deliver(supportAddr, raw)
+	}
+	for id := range msgs {
+		d := h.waitDecided(id+"@customer.example", 1)
+		if d.Outcome != store.OutcomeNewCase {
+			t.Errorf("%s: %s (%s), want a best-effort case", id, d.Outcome, d.Signal)
+			continue
+		}
+		if id != "8bit" && len(d.Warnings) == 0 {
+			t.Errorf("%s: case without warnings", id)
+		}
+		c := h.caseByID(d.CaseID)
+		if c.Subject == "" {
+			t.Errorf("%s: case without a subject", id)
+		}
+	}
+}
+
+// A message whose processing panics is quarantined with reason panic, and
+// is not offered again: it left the INBOX and a new worker does not see it.
+func TestPanickingMessageQuarantinedOnce(t *testing.T) {
+	h := newHarness(t, harnessOpts{noWorkers: true})
+	// A pipeline without a renderer panics (nil dereference) as soon as a
+	// new case needs its notifications: a real panic in the decision path.
+	broken := New(h.store, nil, Options{OwnAddresses: []string{supportAddr}, Now: h.clock.Now}, h.pipeline.log, nil)
+	h.pipeline = broken
+	h.deliver(supportAddr, msg("alice@customer.example", "Boom", "boom@customer.example"))
+	_, stop := h.runWorker(h.cfgs["support"])
+	d := h.waitDecided("boom@customer.example", 1)
+	if d.Outcome != store.OutcomeQuarantined+":panic" || !strings.Contains(d.Signal, "panic") {
+		t.Fatalf("decision %s / %s, want quarantined:panic", d.Outcome, d.Signal)
+	}
+	h.waitFolder(supportAddr, "Quarantine", 1)
+	stop()
+	if n := len(h.allCases()); n != 0 {
+		t.Fatalf("%d cases from a panicking decision (its transaction must roll back)", n)
+	}
+	// A restart finds nothing to retry.
+	h.deliver(supportAddr, msg("bob@customer.example", "after", "after@customer.example"))
+	h.runWorker(h.cfgs["support"])
+	h.waitDecided("after@customer.example", 1)
+	if ds, _ := h.store.Trace("boom@customer.example"); len(ds) != 1 {
+		t.Fatalf("%d decisions about the panicking message, want 1 (not retried)", len(ds))
+	}
+	var _ mailbox.Handler = broken
+}
