@@ -31,6 +31,13 @@
 //     SMTP AUTH PLAIN is always allowed without TLS, and unauthenticated
 //     submission is accepted because the listener is loopback-only.
 //
+// FaultProxy (faults.go) sits in front of the plaintext IMAP listener and
+// injects server faults on request: BYE at the greeting, after LOGIN or
+// during IDLE, a connection cut halfway through a BODY[] literal, and a
+// silent freeze (no byte passes, nothing is closed). Each armed fault is
+// injected exactly as often as armed; Injected and WaitInjected tell a
+// test that it happened.
+//
 // IDLE is served by looking at the mailbox every 20 ms instead of by
 // imapmemserver's own IDLE, which misses changes queued just before IDLE
 // started (real servers such as Dovecot report those at once).
