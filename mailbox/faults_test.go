@@ -239,7 +239,7 @@ func TestAuthFailureBacksOffAndWarnsOnce(t *testing.T) {
 	if n := p.Accepted(); n > 9 {
 		t.Errorf("%d connections for 8 failures: retrying without backoff", n)
 	}
-	if n := r.log.count(t, "WARN", "cannot connect to IMAP server"); n != 1 {
+	if n := r.log.count(t, "WARN", msgLoginRefused); n != 1 {
 		t.Errorf("%d warnings for the same login failure, want 1", n)
 	}
 	var retries []time.Duration

@@ -161,12 +161,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+// msgLoginRefused is logged when the server answers LOGIN with NO: the
+// credentials (or the account) are wrong, which only the operator can fix.
+const msgLoginRefused = "IMAP login refused: check imap.username and imap.password_file (or imap.password) of this mailbox; retrying with backoff"
+
 func failureMessage(connected bool, err error) string {
 	var (
 		imapErr *imap.Error
 		dialErr *dialError
 	)
 	switch {
+	case errors.As(err, &dialErr) && dialErr.stage == stageLogin && errors.As(err, &imapErr):
+		return msgLoginRefused
 	case errors.As(err, &dialErr):
 		return "cannot connect to IMAP server"
 	case errors.As(err, &imapErr):
