@@ -53,7 +53,7 @@ func main() {
 	flag.StringVar(&cases, "cases", "10000,1000000", "store sizes for the store-scale test")
 	flag.IntVar(&o.bigMB, "big-mb", 50, "size of the big message in MB")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset: backlog,latency,memory,store,profile (default: all but profile)")
-	flag.DurationVar(&o.drainLimit, "drain-limit", 60*time.Second, "stop a drain after this long and report the rate so far (keeps make bench under 15 minutes while the drain is slow)")
+	flag.DurationVar(&o.drainLimit, "drain-limit", 45*time.Second, "stop a drain after this long and report the rate so far (keeps make bench under 15 minutes while the drain is slow)")
 	flag.BoolVar(&o.keep, "keep", false, "keep data dirs (raw stores) after each step")
 	flag.Parse()
 	for _, s := range strings.Split(cases, ",") {
@@ -103,7 +103,7 @@ func run(o options) (err error) {
 		return err
 	}
 	res := &Results{Started: time.Now().UTC(), Machine: machine(), Config: Params{N: o.n, Runs: o.runs, Seed: o.seed,
-		LatencyN: o.latN, BigMB: o.bigMB, Cases: o.cases}}
+		LatencyN: o.latN, BigMB: o.bigMB, Cases: o.cases, DrainLimit: o.drainLimit}}
 	res.LoadBefore = loadavg()
 
 	s, stop, err := startStack(o)
