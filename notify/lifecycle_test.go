@@ -1,7 +1,9 @@
 package notify
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"mime"
 	"mime/multipart"
 	"os"
@@ -9,9 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caseintake/caseintake/casemodel"
 	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/devmail"
 	"github.com/caseintake/caseintake/store"
 )
 
@@ -199,5 +203,46 @@ func TestHTMLAlternativeIsEscaped(t *testing.T) {
 	}
 	if m.Header.Get("Auto-Submitted") != "auto-replied" {
 		t.Error("the multipart message lost its headers")
+	}
+}
+
+// TestStopDuringDataFinishesTheTransaction stops the worker while the
+// server holds its answer to DATA: the message must end up recorded as
+// sent, not left pending to go out a second time at the next start.
+func TestStopDuringDataFinishesTheTransaction(t *testing.T) {
+	m, err := devmail.Start(devmail.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	entered, release := make(chan struct{}), make(chan struct{})
+	m.OnSent(func(devmail.Envelope) { close(entered); <-release })
+	st := outboxWithOne(t, "team@example.test")
+	sender, err := NewSender(config.SMTP{Server: config.Server{Host: m.SMTPHost, Port: m.SMTPPort, Security: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWorker(st, sender, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message never reached DATA")
+	}
+	cancel() // SIGTERM while the server has not answered DATA yet
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(inFlightGrace + 5*time.Second):
+		t.Fatal("the worker did not stop")
+	}
+	rows, err := st.Outbox(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows[0].State != store.OutboxSent || !slices.Equal(rows[0].Delivered, []string{"team@example.test"}) {
+		t.Fatalf("row %s, delivered %v: it would be sent again at the next start", rows[0].State, rows[0].Delivered)
 	}
 }

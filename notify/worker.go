@@ -17,6 +17,11 @@ const (
 	// idleRecheck is how often the worker looks at the outbox when nothing
 	// kicked it, in case a kick was lost.
 	idleRecheck = 30 * time.Second
+	// sendTimeout bounds one SMTP transaction.
+	sendTimeout = 5 * time.Minute
+	// inFlightGrace is how long a transaction under way may go on after
+	// the worker is told to stop; it stays below serve's stop timeout.
+	inFlightGrace = 10 * time.Second
 )
 
 // Worker delivers the outbox.
@@ -41,7 +46,8 @@ func (w *Worker) Kick() {
 	}
 }
 
-// Run delivers until ctx ends. A notification in flight when ctx ends is
+// Run delivers until ctx ends. A notification in flight when ctx ends may
+// finish for inFlightGrace and is recorded; one still unfinished then is
 // abandoned before being marked sent, so it is sent again at the next start
 // (with the same Message-ID) rather than lost.
 func (w *Worker) Run(ctx context.Context) error {
@@ -86,11 +92,16 @@ func (w *Worker) deliverDue(ctx context.Context) time.Time {
 }
 
 func (w *Worker) deliver(ctx context.Context, o *store.Outgoing) {
-	sendCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	// The SMTP transaction is not cut the moment ctx ends: cutting it after
+	// the server took the message but before we read its answer would send
+	// the message again at the next start. It gets inFlightGrace to finish.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendTimeout)
+	defer cancel()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(inFlightGrace, cancel) })
+	defer stopGrace()
 	res := w.sender.Send(sendCtx, o.EnvelopeFrom, o.To, o.Data)
-	cancel()
-	if ctx.Err() != nil && len(res.Accepted) == 0 {
-		return // shutting down: leave it pending
+	if ctx.Err() != nil && len(res.Accepted) == 0 && len(res.Permanent) == 0 {
+		return // shutting down: leave it pending, not counted as an attempt
 	}
 	now := w.now()
 	d := store.Delivery{Accepted: res.Accepted, Permanent: res.Permanent, Retry: res.Temporary}
