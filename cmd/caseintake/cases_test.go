@@ -197,8 +197,20 @@ func TestAgentDrivesCaseToArchivedThroughCLI(t *testing.T) {
 			t.Errorf("cases %s: %v (%s), want %q", strings.Join(tc.args, " "), err, out, tc.want)
 		}
 	}
+	// Human output of show.
+	out, err := runCLI(t, "cases", "show", "1", "-c", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Case #1  Cannot export invoices", "status archived · priority high", "assignee ann@example.test",
+		"participants: alice@customer.example, bob@customer.example · language de-de", "assigned  → ann@example.test",
+		"note — reproduced on staging", "status closed → archived", "out  reply to alice@customer.example, bob@customer.example"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cases show lacks %q:\n%s", want, out)
+		}
+	}
 	// Table output.
-	out, err := runCLI(t, "cases", "list", "--assignee", "ann@example.test", "-c", cfg)
+	out, err = runCLI(t, "cases", "list", "--assignee", "ann@example.test", "-c", cfg)
 	if err != nil || !strings.Contains(out, "#1    archived  high      ann@example.test") {
 		t.Errorf("cases list:\n%s %v", out, err)
 	}
