@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync/atomic"
 	"time"
 
@@ -117,6 +118,17 @@ func profileDrain(o options, s *stack, res *Results) error {
 	if err := pprof.StartCPUProfile(cpu); err != nil {
 		return err
 	}
+	// The execution trace shows the off-CPU time the CPU profile cannot:
+	// go tool trace -pprof=syscall|sync|net|sched trace.out > x.pprof.
+	tracePath := filepath.Join(dir, "trace.out")
+	tf, err := os.Create(tracePath)
+	if err != nil {
+		return err
+	}
+	defer tf.Close()
+	if err := trace.Start(tf); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { notifier.Run(ctx); done <- struct{}{} }()
@@ -124,6 +136,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	start := time.Now()
 	seen, werr := s.waitCount(o.n, 20*time.Minute, "Processed", "Quarantine")
 	pprof.StopCPUProfile()
+	trace.Stop()
 	runtime.ReadMemStats(&ms1)
 	heapPath := filepath.Join(dir, "heap.pprof")
 	if hf, err := os.Create(heapPath); err == nil {
@@ -143,7 +156,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	p.OutsideSecs = p.Seconds - p.HandleSeconds
 	log.Printf("profile: %d messages in %.1fs (%.0f msg/s): in Handle %.1fs (of which reading the body %.1fs), outside Handle %.1fs; %.0f KB allocated per message; %s %s",
 		p.Msgs, p.Seconds, p.MsgsPS, p.HandleSeconds, p.BodySeconds, p.OutsideSecs, p.AllocsPerMsg/1024, cpuPath, heapPath)
-	fmt.Printf("inspect: go tool pprof -top %s\n", cpuPath)
+	fmt.Printf("inspect: go tool pprof -top %s; go tool trace -pprof=syscall %s > syscall.pprof (or sync, net, sched)\n", cpuPath, tracePath)
 	res.Backlog.Profile = p
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
 		return err
