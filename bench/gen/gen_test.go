@@ -13,7 +13,7 @@ func TestMix(t *testing.T) {
 	u := classify.NewUrgency(classify.DefaultUrgentPhrases())
 	counts := map[Kind]int{}
 	var total int
-	const n = 2000
+	const n = 1000
 	for i := range n {
 		m := a.Next()
 		if !bytes.Equal(m.Data, b.Next().Data) {
