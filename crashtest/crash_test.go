@@ -20,6 +20,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/mail"
 	"os"
@@ -278,7 +279,14 @@ func TestCrashKill9KeepsInvariants(t *testing.T) {
 	loopStart := time.Now()
 	for i := range kills {
 		deliverUpTo((i + 1) * len(msgs) / kills)
+		offset := logSize(t, logPath)
 		d := startDaemon(t, bin, cfg, logFile, i)
+		// One kill in five lands anywhere from exec on (store open, IMAP
+		// login); the others a random time after the daemon says it
+		// started, so that a slow, loaded machine still kills it mid-work.
+		if r.IntN(5) != 0 {
+			waitLogLine(t, logPath, offset, "caseintake started", d.done, 20*time.Second)
+		}
 		delay := time.Duration(r.Int64N(int64(*flagMaxDelay)))
 		select {
 		case err := <-d.done:
@@ -557,4 +565,39 @@ func waitDrained(t *testing.T, client *api.Client, mailSys *devmail.Server) {
 		}
 		return true, ""
 	})
+}
+
+func logSize(t *testing.T, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// waitLogLine waits until the log, past offset, holds needle (the daemon
+// wrote it), the process ends, or limit passes.
+func waitLogLine(t *testing.T, path string, offset int64, needle string, done <-chan error, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	buf := make([]byte, 0, 64<<10)
+	for {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf = buf[:0]
+		if _, err := f.Seek(offset, 0); err == nil {
+			b, _ := io.ReadAll(f)
+			buf = append(buf, b...)
+		}
+		f.Close()
+		if bytes.Contains(buf, []byte(needle)) {
+			return
+		}
+		if len(done) > 0 || time.Now().After(deadline) {
+			return // the caller's select reports an early exit
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
