@@ -414,10 +414,16 @@ func (p *Pipeline) reply(tx *store.Tx, d *store.Decision, msg *classify.Message,
 		rows = append(rows, r...)
 	} else {
 		c.AddEvent(casemodel.Event{At: now, Actor: "mail", Kind: "reply", Note: "reply from " + msg.From})
+		r, err := p.render.CustomerReplied(c, notify.Event{Text: msg.Text, Actor: msg.From}, now)
+		if err != nil {
+			return 0, err
+		}
+		rows = append(rows, r...)
 	}
-	if urgent && c.RaisePriority(casemodel.Urgent, "mail", fmt.Sprintf("subject phrase %q", phrase), now) {
+	if prio := c.Priority; urgent && c.RaisePriority(casemodel.Urgent, "mail", fmt.Sprintf("subject phrase %q", phrase), now) {
 		signal += fmt.Sprintf("; subject phrase %q: raised to urgent", phrase)
-		r, err := p.render.RaisedUrgent(c, notify.Event{Signal: signal, Text: msg.Text}, now)
+		r, err := p.render.RaisedUrgent(c, notify.Event{Signal: signal, Text: msg.Text, Actor: "mail from " + msg.From,
+			From: casemodel.Status(prio), To: casemodel.Status(casemodel.Urgent)}, now)
 		if err != nil {
 			return 0, err
 		}

@@ -250,14 +250,44 @@ func TestReplyRaisesToUrgentButNeverLowers(t *testing.T) {
 	if c := h.caseByID(id); c.Priority != casemodel.Urgent {
 		t.Fatalf("priority = %s", c.Priority)
 	}
-	got := h.waitSent(3)
-	if !slices.Contains(got[2].To, oncallAddr) {
+	// The escalation lists and the team hear of the raise.
+	got := h.waitSent(4)
+	if !slices.Contains(got[2].To, oncallAddr) || got[2].Header.Get("X-Caseintake-Notification") != "urgent" {
 		t.Fatalf("escalation to %v", got[2].To)
+	}
+	if !slices.Equal(got[3].To, []string{teamAddr}) || !strings.Contains(subjectOf(got[3]), "normal -> urgent") {
+		t.Fatalf("team notice to %v: %q", got[3].To, subjectOf(got[3]))
 	}
 	h.deliver(supportAddr, msg("bob@shop.example", fmt.Sprintf("Re: [Case #%d] fixed, thanks", id), "u3@shop.example", "X-Priority: 5"))
 	h.waitDecided("u3@shop.example", 1)
 	if c := h.caseByID(id); c.Priority != casemodel.Urgent {
 		t.Fatalf("mail lowered the priority to %s", c.Priority)
+	}
+}
+
+func TestReplyOnAnAssignedCaseTellsTheAssignee(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.deliver(supportAddr, msg("alice@customer.example", "Slow search", "as1@customer.example"))
+	id := h.waitDecided("as1@customer.example", 1).CaseID
+	h.waitSent(2)
+	err := h.store.Update(func(tx *store.Tx) error {
+		c, err := tx.Case(id)
+		if err != nil {
+			return err
+		}
+		c.Assign("ann@example.test", "agent:test", h.clock.Now())
+		return tx.PutCase(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.deliver(supportAddr, msg("alice@customer.example", fmt.Sprintf("Re: [Case #%d] Slow search", id), "as2@customer.example"))
+	if d := h.waitDecided("as2@customer.example", 1); d.Outcome != store.OutcomeAppended {
+		t.Fatalf("decision %s", d.Outcome)
+	}
+	got := h.waitSent(3)
+	if !slices.Equal(got[2].To, []string{"ann@example.test"}) || got[2].Header.Get("X-Caseintake-Notification") != "assignee_reply" {
+		t.Fatalf("assignee notice to %v (%s)", got[2].To, got[2].Header.Get("X-Caseintake-Notification"))
 	}
 }
 

@@ -250,12 +250,13 @@ func (r *Renderer) NewCase(c *casemodel.Case, ev Event, ack bool, now time.Time)
 	return r.renderAll(c, ev, now, specs...)
 }
 
-// RaisedUrgent renders the escalation notice for a case raised to urgent
-// by mail (intake relies on it being exactly that one notice). It first
-// recomputes the case's due time under the renderer's targets.
+// RaisedUrgent renders what a case raised to urgent by mail sends: the
+// escalation notice to notify.urgent and the priority change to the team
+// (ev.From and ev.To carry the old and new priority). It first recomputes
+// the case's due time under the renderer's targets.
 func (r *Renderer) RaisedUrgent(c *casemodel.Case, ev Event, now time.Time) ([]*store.Outgoing, error) {
 	c.Retarget(r.targets)
-	return r.renderAll(c, ev, now, spec{KindUrgent, r.urgent})
+	return r.renderAll(c, ev, now, spec{KindUrgent, r.urgent}, spec{KindTeamPriority, r.team})
 }
 
 // Reopened renders what a reopening reply sends: a note to the requester,
