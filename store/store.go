@@ -50,10 +50,15 @@ type Store struct {
 
 // Open opens (or creates) the store in dataDir. A second process gets an
 // error wrapping ErrLocked within two seconds instead of waiting forever; a
-// file that is not a caseintake database is refused and left untouched.
+// file that is not a caseintake database, or is cut short, is refused and
+// left untouched (CheckFile).
 func Open(dataDir string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dataDir, rawDir), 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", dataDir, err)
+	}
+	// A truncated file would make bbolt fault (SIGBUS) when it maps it.
+	if err := CheckFile(dataDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dataDir, DBFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})

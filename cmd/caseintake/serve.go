@@ -85,11 +85,6 @@ type serveOptions struct {
 
 // serve runs the daemon until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts serveOptions) error {
-	// A truncated database file would make bbolt fault (SIGBUS) when it
-	// maps it: refuse it first, naming the file.
-	if err := store.CheckFile(cfg.DataDir); err != nil {
-		return err
-	}
 	st, err := store.Open(cfg.DataDir)
 	if err != nil {
 		return err
