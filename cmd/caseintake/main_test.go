@@ -44,30 +44,40 @@ func TestDemoOncePrintsSeededCases(t *testing.T) {
 	}
 }
 
-// daemonForTest runs serve on devmail with a config file written for it
-// and returns the config path.
-func daemonForTest(t *testing.T) (cfgPath string, m *devmail.Server) {
+// demoSetup starts devmail with the demo's support account (and users, each
+// with the demo password) and writes a demo config for it whose API listens
+// on a free fixed port, so the CLI can reach it.
+func demoSetup(t *testing.T, users ...string) (*devmail.Server, string, *config.Config) {
 	t.Helper()
-	m, err := devmail.Start(devmail.Options{Users: map[string]string{demoSupport: demoPassword}})
+	accounts := map[string]string{demoSupport: demoPassword}
+	for _, u := range users {
+		accounts[u] = demoPassword
+	}
+	m, err := devmail.Start(devmail.Options{Users: accounts})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	dir := t.TempDir()
-	cfgPath, err = writeDemoConfig(dir, m)
+	cfgPath, err := writeDemoConfig(t.TempDir(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The CLI needs a fixed API address: take a free port.
 	b, _ := os.ReadFile(cfgPath)
-	port := freePort(t)
-	if err := os.WriteFile(cfgPath, bytes.ReplaceAll(b, []byte("127.0.0.1:0"), fmt.Appendf(nil, "127.0.0.1:%d", port)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, bytes.ReplaceAll(b, []byte("127.0.0.1:0"), fmt.Appendf(nil, "127.0.0.1:%d", freePort(t))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, cfgPath, cfg
+}
+
+// daemonForTest runs serve on devmail with a config file written for it
+// and returns the config path.
+func daemonForTest(t *testing.T) (cfgPath string, m *devmail.Server) {
+	t.Helper()
+	m, cfgPath, cfg := demoSetup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
@@ -169,18 +179,8 @@ func TestCasesListJSONHasContractFields(t *testing.T) {
 }
 
 func TestCLISaysWhenDaemonIsNotRunning(t *testing.T) {
-	m, err := devmail.Start(devmail.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	cfgPath, err := writeDemoConfig(t.TempDir(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(cfgPath)
-	os.WriteFile(cfgPath, bytes.ReplaceAll(b, []byte("127.0.0.1:0"), fmt.Appendf(nil, "127.0.0.1:%d", freePort(t))), 0o600)
-	_, err = runCLI(t, "cases", "list", "-c", cfgPath)
+	_, cfgPath, _ := demoSetup(t)
+	_, err := runCLI(t, "cases", "list", "-c", cfgPath)
 	if err == nil || !strings.Contains(err.Error(), "is the service running?") {
 		t.Fatalf("err = %v", err)
 	}

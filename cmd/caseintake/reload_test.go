@@ -61,19 +61,7 @@ func waitEmpty(t *testing.T, m *devmail.Server, user string) {
 
 func TestSIGHUPReloadsMailboxesAndRefusesBadConfig(t *testing.T) {
 	const sales = "sales@example.test"
-	m, err := devmail.Start(devmail.Options{Users: map[string]string{demoSupport: demoPassword, sales: demoPassword}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	cfgPath, err := writeDemoConfig(t.TempDir(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, cfgPath, cfg := demoSetup(t, sales)
 	withSales := *cfg
 	salesBox := cfg.Mailboxes[0]
 	salesBox.Name, salesBox.Address, salesBox.IMAP.Username = "sales", sales, sales

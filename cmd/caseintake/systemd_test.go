@@ -10,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caseintake/caseintake/config"
-	"github.com/caseintake/caseintake/devmail"
 )
 
 func TestUnitFileVerifies(t *testing.T) {
@@ -60,19 +57,7 @@ func TestNotifyProtocol(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "400000") // feed every 200 ms
 	t.Setenv("WATCHDOG_PID", "")
 
-	m, err := devmail.Start(devmail.Options{Users: map[string]string{demoSupport: demoPassword}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	cfgPath, err := writeDemoConfig(t.TempDir(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, cfg := demoSetup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), serveOptions{}) }()
