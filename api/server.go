@@ -105,15 +105,22 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func (s *Server) auth(h http.HandlerFunc) http.Handler {
+func (s *Server) auth(h http.HandlerFunc) http.Handler { return RequireToken(string(s.token), h) }
+
+// RequireToken lets a request through to h only with "Authorization:
+// Bearer <token>", compared in constant time; anything else gets a 401 that
+// reveals nothing more. The daemon puts it in front of every route but
+// /healthz and /readyz.
+func RequireToken(token string, h http.Handler) http.Handler {
+	want := []byte(token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), s.token) != 1 {
+		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="caseintake"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong API token")
 			return
 		}
-		h(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
 

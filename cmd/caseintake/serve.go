@@ -221,8 +221,8 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 	mux.HandleFunc("GET /readyz", h.serveReadyz)
 	// /metrics needs the token: mailbox names and volumes are operational
 	// detail, and Prometheus sends bearer tokens (authorization.credentials_file).
-	mux.Handle("GET /metrics", requireToken(cfg.API.Token, h.metricsHandler()))
-	mux.Handle("GET "+api.BackupPath, requireToken(cfg.API.Token, serveBackup(st)))
+	mux.Handle("GET /metrics", api.RequireToken(cfg.API.Token, h.metricsHandler()))
+	mux.Handle("GET "+api.BackupPath, api.RequireToken(cfg.API.Token, serveBackup(st)))
 	d.api = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return d, nil
 }
