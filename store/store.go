@@ -89,6 +89,10 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	if err := sweepIncoming(dataDir); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("raw store %s: clearing temp files left by a crash: %w", filepath.Join(dataDir, rawDir), err)
+	}
 	return &Store{db: db, dir: dataDir}, nil
 }
 

@@ -91,6 +91,36 @@ func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
 	}
 }
 
+func TestOpenSweepsTempFilesLeftByACrash(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _, err := s.WriteRaw(strings.NewReader("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	left := filepath.Join(dir, rawDir, ".incoming-123")
+	if err := os.WriteFile(left, []byte("half a message"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temp file left after Open: %v", err)
+	}
+	f, err := s.OpenRaw(ref)
+	if err != nil {
+		t.Fatalf("stored message lost: %v", err)
+	}
+	f.Close()
+}
+
 func TestPutCaseKeepsStatusIndexInStep(t *testing.T) {
 	s := openTest(t)
 	var ids []uint64
