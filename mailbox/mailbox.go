@@ -70,6 +70,13 @@ type Handler interface {
 	Handle(ctx context.Context, in *Incoming) Disposition
 }
 
+// HandlerFunc adapts a function to Handler (for wrapping one, e.g. with
+// metrics).
+type HandlerFunc func(ctx context.Context, in *Incoming) Disposition
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, in *Incoming) Disposition { return f(ctx, in) }
+
 // Cursor is persisted per mailbox between polls and restarts: every
 // message of the folder with UIDVALIDITY UIDValidity and a UID up to and
 // including LastUID has been acknowledged or quarantined.

@@ -26,12 +26,24 @@ const (
 
 // Worker delivers the outbox.
 type Worker struct {
-	store  *store.Store
-	sender *Sender
-	log    *slog.Logger
-	kick   chan struct{}
-	now    func() time.Time
+	store   *store.Store
+	sender  *Sender
+	log     *slog.Logger
+	kick    chan struct{}
+	now     func() time.Time
+	observe func(result string, recipients int)
 }
+
+// Delivery results passed to an Observe function, per recipient.
+const (
+	ResultSent     = "sent"     // the server accepted it
+	ResultDeferred = "deferred" // 4xx or network error: retried later
+	ResultRefused  = "refused"  // 5xx: given up, marked on the case
+)
+
+// Observe has f told of every delivery attempt's outcome (for metrics):
+// how many recipients were sent, deferred or refused. Call it before Run.
+func (w *Worker) Observe(f func(result string, recipients int)) { w.observe = f }
 
 // NewWorker returns a worker delivering st's outbox through sender.
 func NewWorker(st *store.Store, sender *Sender, log *slog.Logger) *Worker {
@@ -115,6 +127,14 @@ func (w *Worker) deliver(ctx context.Context, o *store.Outgoing) {
 	}
 	if len(res.Accepted) > 0 {
 		log.Info("notification sent", "to", res.Accepted)
+	}
+	if w.observe != nil {
+		deferred := len(o.To) - len(res.Accepted) - len(res.Permanent)
+		for result, n := range map[string]int{ResultSent: len(res.Accepted), ResultRefused: len(res.Permanent), ResultDeferred: deferred} {
+			if n > 0 {
+				w.observe(result, n)
+			}
+		}
 	}
 	if err := w.store.RecordDelivery(o.Seq, d, now); err != nil {
 		// The server has the message but we could not record it: it will

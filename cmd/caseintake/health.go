@@ -25,6 +25,7 @@ type health struct {
 	dataDir string
 	store   *store.Store
 	pool    *mailboxPool
+	events  *eventMetrics
 }
 
 // readiness lists what is not ready; empty means ready.
@@ -111,9 +112,11 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricsHandler exposes h plus the Go runtime and process collectors.
+// metricsHandler exposes h, the event counters and the Go runtime and
+// process collectors.
 func (h *health) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(h.events.collectors()...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

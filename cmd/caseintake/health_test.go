@@ -14,7 +14,7 @@ import (
 )
 
 func TestReadyzAndMetrics(t *testing.T) {
-	cfgPath, _ := daemonForTest(t)
+	cfgPath, m := daemonForTest(t)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -54,17 +54,32 @@ func TestReadyzAndMetrics(t *testing.T) {
 	if code, _ := get("/metrics", "wrong-token-wrong-token"); code != http.StatusUnauthorized {
 		t.Fatalf("/metrics with a wrong token = %d, want 401", code)
 	}
-	code, body := get("/metrics", cfg.API.Token)
-	if code != http.StatusOK {
-		t.Fatalf("/metrics = %d", code)
+	raw, _ := os.ReadFile("../../testdata/demo/01-request.eml")
+	if _, err := m.Deliver(demoSupport, "INBOX", raw); err != nil {
+		t.Fatal(err)
+	}
+	// The acknowledgement and the team notice reach the SMTP server.
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, body = get("/metrics", cfg.API.Token)
+		if code == http.StatusOK && strings.Contains(body, `caseintake_smtp_recipients_total{result="sent"} 2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics = %d; two sent notifications never counted:\n%s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	for _, want := range []string{
 		`caseintake_imap_connected{mailbox="support"} 1`,
-		`caseintake_cases{status="open"} 0`,
+		`caseintake_cases{status="open"} 1`,
+		`caseintake_messages_total{mailbox="support",outcome="case:new"} 1`,
 		`caseintake_outbox_pending 0`,
 		`caseintake_imap_reconnects_total{mailbox="support"} 0`,
 		`caseintake_imap_last_poll_timestamp_seconds{mailbox="support"}`,
 		`go_goroutines`,
+		`caseintake_message_processing_seconds_count{mailbox="support"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

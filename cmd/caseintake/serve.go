@@ -70,6 +70,7 @@ type daemon struct {
 	store    *store.Store
 	notifier *notify.Worker
 	jobs     *lifecycle.Worker // archive, auto-close, due notices
+	events   *eventMetrics
 	pipeline *intake.Pipeline
 	api      *http.Server
 	apiLn    net.Listener
@@ -97,7 +98,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts serve
 	if err != nil {
 		return err
 	}
-	pool.handler = d.pipeline
+	pool.handler = d.events.instrument(d.pipeline)
 	sup := &supervisor{log: log, pool: pool}
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = d.notifier.Run(ctx) })
@@ -182,7 +183,8 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{store: st, notifier: notify.NewWorker(st, sender, log.With("component", "notify"))}
+	d := &daemon{store: st, notifier: notify.NewWorker(st, sender, log.With("component", "notify")), events: newEventMetrics()}
+	d.notifier.Observe(d.events.smtpResult)
 	targets, err := lifecycle.Targets(cfg.Lifecycle)
 	if err != nil {
 		return nil, err
@@ -213,7 +215,7 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 		return nil, err
 	}
 	srv := api.NewServer(st, renderer, cfg.API.Token, log.With("component", "api"), d.notifier.Kick)
-	h := &health{dataDir: cfg.DataDir, store: st, pool: pool}
+	h := &health{dataDir: cfg.DataDir, store: st, pool: pool, events: d.events}
 	mux := http.NewServeMux()
 	mux.Handle("/", srv.Handler())
 	// /readyz, like /healthz, answers without a token: probes rarely carry
