@@ -161,3 +161,10 @@ func (c *Client) Trace(ctx context.Context, messageID string) ([]*store.Decision
 	err := c.do(ctx, http.MethodGet, "/api/v1/trace?message_id="+url.QueryEscape(messageID), nil, &out)
 	return out, err
 }
+
+// Quarantined lists the messages standing in quarantine, newest first.
+func (c *Client) Quarantined(ctx context.Context, limit int) ([]*store.Decision, error) {
+	var out []*store.Decision
+	err := c.do(ctx, http.MethodGet, "/api/v1/quarantine?limit="+strconv.Itoa(limit), nil, &out)
+	return out, err
+}

@@ -102,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/cases/{id}/replies", s.auth(s.addReply))
 	mux.Handle("POST /api/v1/cases/{id}/priority", s.auth(s.setPriority))
 	mux.Handle("GET /api/v1/trace", s.auth(s.trace))
+	mux.Handle("GET /api/v1/quarantine", s.auth(s.quarantine))
 	return mux
 }
 
@@ -383,6 +384,27 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ds, err := s.store.Trace(id)
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	if ds == nil {
+		ds = []*store.Decision{}
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+func (s *Server) quarantine(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number ≥ 0, got %q", v))
+			return
+		}
+		limit = n
+	}
+	ds, err := s.store.Quarantined(limit)
 	if err != nil {
 		s.internal(w, err)
 		return

@@ -320,3 +320,35 @@ func caseIDs(cs []*casemodel.Case) []uint64 {
 	}
 	return out
 }
+
+func TestQuarantinedListsStandingQuarantinesNewestFirst(t *testing.T) {
+	s := openTest(t)
+	err := s.Update(func(tx *Tx) error {
+		for _, d := range []*Decision{
+			{Mailbox: "support", UID: 1, MessageKey: "a@x", Outcome: OutcomeQuarantined + ":limit:depth"},
+			{Mailbox: "support", UID: 2, MessageKey: "b@x", Outcome: OutcomeNewCase, CaseID: 1},
+			{Mailbox: "support", UID: 3, MessageKey: "c@x", Outcome: OutcomeQuarantined + ":too-large"},
+			// c@x arrived again, smaller, and became a case: no longer quarantined.
+			{Mailbox: "support", UID: 4, MessageKey: "c@x", Outcome: OutcomeNewCase, CaseID: 2},
+			{Mailbox: "support", UID: 5, MessageKey: "d@x", Outcome: OutcomeQuarantined + ":loop"},
+		} {
+			if err := tx.RecordDecision(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.Quarantined(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q) != 2 || q[0].MessageKey != "d@x" || q[1].MessageKey != "a@x" {
+		t.Fatalf("quarantined = %+v", q)
+	}
+	if q, _ := s.Quarantined(1); len(q) != 1 || q[0].MessageKey != "d@x" {
+		t.Fatalf("limit 1 = %+v", q)
+	}
+}

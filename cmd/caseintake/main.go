@@ -49,7 +49,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringP("config", "c", defaultConfigPath(), "config file (env CASEINTAKE_CONFIG)")
-	root.AddCommand(newServeCmd(), newCheckCmd(), newCasesCmd(), newTraceCmd(), newBackupCmd(), newDemoCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newCasesCmd(), newTraceCmd(), newBackupCmd(), newQuarantineCmd(), newDemoCmd())
 	return root
 }
 

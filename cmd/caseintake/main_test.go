@@ -232,3 +232,28 @@ func freePort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+func TestQuarantineListSaysWhyAndWhere(t *testing.T) {
+	cfgPath, m := daemonForTest(t)
+	out, err := runCLI(t, "quarantine", "list", "-c", cfgPath)
+	if err != nil || !strings.Contains(out, "nothing in quarantine") {
+		t.Fatalf("empty quarantine: %v %s", err, out)
+	}
+	var deep strings.Builder
+	deep.WriteString("From: a@customer.example\r\nSubject: deep\r\nMessage-ID: <deep@customer.example>\r\nMIME-Version: 1.0\r\n")
+	for i := range 40 {
+		fmt.Fprintf(&deep, "Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n", i, i)
+	}
+	deep.WriteString("Content-Type: text/plain\r\n\r\nx\r\n")
+	if _, err := m.Deliver(demoSupport, "INBOX", []byte(deep.String())); err != nil {
+		t.Fatal(err)
+	}
+	waitEmpty(t, m, demoSupport)
+	out, err = runCLI(t, "quarantine", "list", "-c", cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "deep@customer.example") || !strings.Contains(out, "quarantined:limit:depth") || !strings.Contains(out, "support") {
+		t.Fatalf("quarantine list:\n%s", out)
+	}
+}
