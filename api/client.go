@@ -168,3 +168,11 @@ func (c *Client) Quarantined(ctx context.Context, limit int) ([]*store.Decision,
 	err := c.do(ctx, http.MethodGet, "/api/v1/quarantine?limit="+strconv.Itoa(limit), nil, &out)
 	return out, err
 }
+
+// RetryQuarantined runs quarantine record seq through the pipeline again
+// and returns the new decision.
+func (c *Client) RetryQuarantined(ctx context.Context, seq uint64) (*store.Decision, error) {
+	var out store.Decision
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/quarantine/%d/retry", seq), struct{}{}, &out)
+	return &out, err
+}

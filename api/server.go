@@ -80,7 +80,18 @@ type Server struct {
 	log      *slog.Logger
 	onCommit func()
 	now      func() time.Time
+	retrier  Retrier
 }
+
+// Retrier runs a quarantined message through the pipeline again (the
+// daemon's intake.Pipeline).
+type Retrier interface {
+	Retry(seq uint64) (*store.Decision, error)
+}
+
+// SetRetrier enables POST /api/v1/quarantine/{seq}/retry. Call it before
+// serving.
+func (s *Server) SetRetrier(r Retrier) { s.retrier = r }
 
 // NewServer returns the API handler. onCommit is called after a change that
 // queued notifications.
@@ -103,6 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/cases/{id}/priority", s.auth(s.setPriority))
 	mux.Handle("GET /api/v1/trace", s.auth(s.trace))
 	mux.Handle("GET /api/v1/quarantine", s.auth(s.quarantine))
+	mux.Handle("POST /api/v1/quarantine/{seq}/retry", s.auth(s.retry))
 	return mux
 }
 
@@ -413,6 +425,32 @@ func (s *Server) quarantine(w http.ResponseWriter, r *http.Request) {
 		ds = []*store.Decision{}
 	}
 	writeJSON(w, http.StatusOK, ds)
+}
+
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("quarantine record must be a number from `quarantine list --json` (seq), got %q", r.PathValue("seq")))
+		return
+	}
+	if s.retrier == nil {
+		writeError(w, http.StatusServiceUnavailable, "retry is not available in this daemon")
+		return
+	}
+	d, err := s.retrier.Retry(seq)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrNotRetryable):
+		writeError(w, http.StatusConflict, err.Error())
+	case err != nil:
+		s.internal(w, err)
+	default:
+		if s.onCommit != nil {
+			s.onCommit()
+		}
+		writeJSON(w, http.StatusOK, d)
+	}
 }
 
 func (s *Server) internal(w http.ResponseWriter, err error) {

@@ -183,6 +183,46 @@ func (p *Pipeline) commit(base store.Decision, msg *classify.Message) (d *store.
 	return d, queued, err
 }
 
+// Retry runs a quarantined message through the pipeline again from its
+// stored bytes, after a fix or an upgrade (new limits, a parser fix). It
+// returns the new decision, which may be a quarantine again. The IMAP copy
+// stays in the quarantine folder.
+func (p *Pipeline) Retry(seq uint64) (*store.Decision, error) {
+	q, err := p.store.DecisionBySeq(seq)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(q.Outcome, store.OutcomeQuarantined+":") {
+		return nil, fmt.Errorf("decision %d is %s, not a quarantine: %w", seq, q.Outcome, store.ErrNotRetryable)
+	}
+	if q.RawRef == "" {
+		return nil, fmt.Errorf("decision %d (%s) has no stored bytes: the message was never downloaded; raise max_message_size and move it from the quarantine folder back to the inbox: %w", seq, q.Outcome, store.ErrNotRetryable)
+	}
+	msg, err := p.parse(q.RawRef)
+	if err != nil {
+		return nil, fmt.Errorf("decision %d: still cannot be read: %v: %w", seq, err, store.ErrNotRetryable)
+	}
+	base := *q
+	base.Seq, base.Supersedes, base.Outcome, base.Signal, base.CaseID = 0, q.Seq, "", "", 0
+	base.MessageID, base.From, base.Subject, base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
+	base.MessageKey = msg.MessageID
+	if base.MessageKey == "" {
+		base.MessageKey = q.RawRef
+	}
+	// A second retry of the same quarantine finds the first one's decision
+	// and is recorded as ignored:duplicate: nothing changes twice.
+	d, queued, err := p.commit(base, msg)
+	if err != nil {
+		return nil, fmt.Errorf("decision %d: %w", seq, err)
+	}
+	p.log.Info("quarantined message retried", "mailbox", q.Mailbox, "uid", q.UID, "message_id", msg.MessageID,
+		"was", q.Outcome, "outcome", d.Outcome, "signal", d.Signal, "case", d.CaseID)
+	if queued > 0 {
+		p.onCommit()
+	}
+	return d, nil
+}
+
 func dispositionOf(d *store.Decision) mailbox.Disposition {
 	if strings.HasPrefix(d.Outcome, store.OutcomeQuarantined+":") {
 		return mailbox.Disposition{Action: mailbox.Quarantine, Reason: d.Signal}
@@ -237,7 +277,7 @@ func (p *Pipeline) decide(tx *store.Tx, d *store.Decision, msg *classify.Message
 	d.DecidedAt = now
 	if prev, err := tx.DecisionByKey(d.MessageKey); err != nil {
 		return 0, err
-	} else if prev != nil {
+	} else if prev != nil && prev.Seq != d.Supersedes {
 		d.Outcome = store.OutcomeIgnored + ":duplicate"
 		d.Signal = fmt.Sprintf("already decided as %s (mailbox %s, UID %d)", prev.Outcome, prev.Mailbox, prev.UID)
 		d.CaseID = prev.CaseID

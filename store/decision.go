@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"fmt"
 	"strconv"
 	"time"
 )
@@ -17,22 +18,25 @@ const (
 // Decision records what happened to one message and why, so that an
 // operator can always answer "what happened to that mail?".
 type Decision struct {
-	Seq         uint64    `json:"seq"`
-	Mailbox     string    `json:"mailbox"`
-	UIDValidity uint32    `json:"uidvalidity"`
-	UID         uint32    `json:"uid"`
-	MessageID   string    `json:"message_id,omitempty"`
-	MessageKey  string    `json:"message_key"` // Message-ID, or the content hash when there is none
-	From        string    `json:"from,omitempty"`
-	Subject     string    `json:"subject,omitempty"`
-	Outcome     string    `json:"outcome"` // case:new, case:appended, ignored:<reason>, quarantined:<reason>
-	Signal      string    `json:"signal"`  // what decided it, e.g. "subject tag #12"
-	CaseID      uint64    `json:"case_id,omitempty"`
-	RawRef      string    `json:"raw_ref,omitempty"`
-	Size        int64     `json:"size"`
-	Warnings    []string  `json:"warnings,omitempty"`
-	ReceivedAt  time.Time `json:"received_at"` // IMAP INTERNALDATE
-	DecidedAt   time.Time `json:"decided_at"`
+	Seq         uint64   `json:"seq"`
+	Mailbox     string   `json:"mailbox"`
+	UIDValidity uint32   `json:"uidvalidity"`
+	UID         uint32   `json:"uid"`
+	MessageID   string   `json:"message_id,omitempty"`
+	MessageKey  string   `json:"message_key"` // Message-ID, or the content hash when there is none
+	From        string   `json:"from,omitempty"`
+	Subject     string   `json:"subject,omitempty"`
+	Outcome     string   `json:"outcome"` // case:new, case:appended, ignored:<reason>, quarantined:<reason>
+	Signal      string   `json:"signal"`  // what decided it, e.g. "subject tag #12"
+	CaseID      uint64   `json:"case_id,omitempty"`
+	RawRef      string   `json:"raw_ref,omitempty"`
+	Size        int64    `json:"size"`
+	Warnings    []string `json:"warnings,omitempty"`
+	// Supersedes is the quarantine this record replaces after an
+	// operator's retry (0 for a first decision).
+	Supersedes uint64    `json:"supersedes,omitempty"`
+	ReceivedAt time.Time `json:"received_at"` // IMAP INTERNALDATE
+	DecidedAt  time.Time `json:"decided_at"`
 }
 
 // Deciding reports whether the record settles its message key for good:
@@ -66,6 +70,20 @@ func (t *Tx) RecordDecision(d *Decision) error {
 		return t.tx.Bucket(bucketByMsgKey).Put([]byte(d.MessageKey), u64(seq))
 	}
 	return nil
+}
+
+// DecisionBySeq returns one record by its sequence number, or ErrNotFound.
+func (s *Store) DecisionBySeq(seq uint64) (*Decision, error) {
+	var d *Decision
+	err := s.View(func(t *Tx) error {
+		var err error
+		d, err = t.decision(u64(seq))
+		return err
+	})
+	if err == nil && d == nil {
+		err = fmt.Errorf("decision %d: %w", seq, ErrNotFound)
+	}
+	return d, err
 }
 
 func (t *Tx) decision(seq []byte) (*Decision, error) {

@@ -256,4 +256,20 @@ func TestQuarantineListSaysWhyAndWhere(t *testing.T) {
 	if !strings.Contains(out, "deep@customer.example") || !strings.Contains(out, "quarantined:limit:depth") || !strings.Contains(out, "support") {
 		t.Fatalf("quarantine list:\n%s", out)
 	}
+	// Retrying under the same limits is refused with the reason; so is a
+	// record that does not exist.
+	out, err = runCLI(t, "quarantine", "list", "--json", "-c", cfgPath)
+	var q []struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &q) != nil || len(q) != 1 {
+		t.Fatalf("quarantine list --json: %v %s", err, out)
+	}
+	_, err = runCLI(t, "quarantine", "retry", fmt.Sprint(q[0].Seq), "-c", cfgPath)
+	if err == nil || !strings.Contains(err.Error(), "still cannot be read") || !strings.Contains(err.Error(), "limit:depth") {
+		t.Fatalf("retry of a message still over the limit: %v", err)
+	}
+	if _, err := runCLI(t, "quarantine", "retry", "424242", "-c", cfgPath); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("retry of an unknown record: %v", err)
+	}
 }
