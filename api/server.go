@@ -154,22 +154,42 @@ func (s *Server) listCases(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for key, dst := range map[string]*int{"limit": &f.Limit, "offset": &f.Offset} {
-		if v := q.Get(key); v != "" {
-			if *dst, err = strconv.Atoi(v); err != nil || *dst < 0 {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a whole number ≥ 0, got %q", key, v))
-				return
-			}
+		n, ok := count(w, r, key)
+		if !ok {
+			return
 		}
+		*dst = n
 	}
 	cases, err := s.store.ListCases(f)
+	writeList(s, w, cases, err)
+}
+
+// count reads a whole-number query parameter (0 when absent); on a bad
+// value it answers 400 and reports false.
+func count(w http.ResponseWriter, r *http.Request, key string) (int, bool) {
+	v := r.URL.Query().Get(key)
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be a whole number ≥ 0, got %q", key, v))
+		return 0, false
+	}
+	return n, true
+}
+
+// writeList answers a listing: a JSON array, [] rather than null when
+// empty, or the store's error.
+func writeList[T any](s *Server, w http.ResponseWriter, items []T, err error) {
 	if err != nil {
 		s.internal(w, err)
 		return
 	}
-	if cases == nil {
-		cases = []*casemodel.Case{}
+	if items == nil {
+		items = []T{}
 	}
-	writeJSON(w, http.StatusOK, cases)
+	writeJSON(w, http.StatusOK, items)
 }
 
 func (s *Server) caseID(w http.ResponseWriter, r *http.Request) (uint64, bool) {
@@ -396,35 +416,16 @@ func (s *Server) trace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ds, err := s.store.Trace(id)
-	if err != nil {
-		s.internal(w, err)
-		return
-	}
-	if ds == nil {
-		ds = []*store.Decision{}
-	}
-	writeJSON(w, http.StatusOK, ds)
+	writeList(s, w, ds, err)
 }
 
 func (s *Server) quarantine(w http.ResponseWriter, r *http.Request) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a whole number ≥ 0, got %q", v))
-			return
-		}
-		limit = n
-	}
-	ds, err := s.store.Quarantined(limit)
-	if err != nil {
-		s.internal(w, err)
+	limit, ok := count(w, r, "limit")
+	if !ok {
 		return
 	}
-	if ds == nil {
-		ds = []*store.Decision{}
-	}
-	writeJSON(w, http.StatusOK, ds)
+	ds, err := s.store.Quarantined(limit)
+	writeList(s, w, ds, err)
 }
 
 func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
