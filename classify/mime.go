@@ -186,9 +186,9 @@ func decodeTransfer(cte string, r io.Reader) (io.Reader, bool) {
 	case "identity":
 		return r, true
 	case "quoted-printable":
-		return &qpReader{r: r}, true
+		return newQPReader(r), true
 	case "base64":
-		return &base64Reader{r: r}, true
+		return newBase64Reader(r), true
 	}
 	return r, false
 }
@@ -260,17 +260,20 @@ func decodeBase64Lenient(in []byte) []byte {
 	return s.flush(out)
 }
 
-// base64Reader is a streaming lenient base64 decoder.
-type base64Reader struct {
-	r   io.Reader
-	st  b64State
-	in  [4096]byte
-	out []byte
-	buf []byte
-	eof bool
+// chunkDecoder turns a decoder that works a chunk at a time into a
+// streaming io.Reader; base64Reader and qpReader share it. A read error
+// ends the stream like EOF: what was decoded so far is the body.
+type chunkDecoder struct {
+	r      io.Reader
+	in     [4096]byte
+	out    []byte // decoded, not yet returned
+	buf    []byte // reused decode buffer
+	eof    bool
+	decode func(in, out []byte) []byte // appends in, decoded, to out
+	flush  func(out []byte) []byte     // appends what is left at the end
 }
 
-func (d *base64Reader) Read(p []byte) (int, error) {
+func (d *chunkDecoder) Read(p []byte) (int, error) {
 	for {
 		if len(d.out) > 0 {
 			n := copy(p, d.out)
@@ -281,28 +284,56 @@ func (d *base64Reader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		n, err := d.r.Read(d.in[:])
-		d.buf = d.st.feed(d.in[:n], d.buf[:0])
+		d.buf = d.decode(d.in[:n], d.buf[:0])
 		if err != nil {
-			d.buf = d.st.flush(d.buf)
+			d.buf = d.flush(d.buf)
 			d.eof = true
 		}
 		d.out = d.buf
 	}
 }
 
+// base64Reader is a streaming lenient base64 decoder.
+type base64Reader struct {
+	chunkDecoder
+	st b64State
+}
+
+func newBase64Reader(r io.Reader) *base64Reader {
+	d := &base64Reader{}
+	d.chunkDecoder = chunkDecoder{r: r, decode: d.st.feed, flush: d.st.flush}
+	return d
+}
+
 // qpReader is a streaming lenient quoted-printable decoder: invalid escapes
 // are kept literally, "=" before a line ending (with optional white space)
 // is a soft line break, and white space at the end of a line is dropped.
 type qpReader struct {
-	r     io.Reader
-	in    [4096]byte
-	out   []byte
-	buf   []byte
+	chunkDecoder
 	state int  // qpNormal, qpEq, qpEqHex, qpEqWS, qpCR
 	h1    byte // first hex digit after "="
 	ws    []byte
-	eof   bool
 	bad   bool // an invalid escape was kept literally
+}
+
+func newQPReader(r io.Reader) *qpReader {
+	d := &qpReader{}
+	d.chunkDecoder = chunkDecoder{
+		r: r,
+		decode: func(in, out []byte) []byte {
+			d.buf = out
+			for _, c := range in {
+				d.step(c)
+			}
+			return d.buf
+		},
+		flush: func(out []byte) []byte {
+			d.buf = out
+			d.finish()
+			return d.buf
+		},
+	}
+	return d
 }
 
 const (
@@ -312,29 +343,6 @@ const (
 	qpEqWS
 	qpCR
 )
-
-func (d *qpReader) Read(p []byte) (int, error) {
-	for {
-		if len(d.out) > 0 {
-			n := copy(p, d.out)
-			d.out = d.out[n:]
-			return n, nil
-		}
-		if d.eof {
-			return 0, io.EOF
-		}
-		n, err := d.r.Read(d.in[:])
-		d.buf = d.buf[:0]
-		for _, c := range d.in[:n] {
-			d.step(c)
-		}
-		if err != nil {
-			d.finish()
-			d.eof = true
-		}
-		d.out = d.buf
-	}
-}
 
 func (d *qpReader) emitWS() {
 	d.buf = append(d.buf, d.ws...)

@@ -66,7 +66,7 @@ func TestDecoders(t *testing.T) {
 		{"a \t b", "a \t b"},
 	}
 	for _, tt := range qp {
-		got, err := io.ReadAll(&qpReader{r: iotest.OneByteReader(strings.NewReader(tt.in))})
+		got, err := io.ReadAll(newQPReader(iotest.OneByteReader(strings.NewReader(tt.in))))
 		if err != nil || string(got) != tt.want {
 			t.Errorf("qp %q = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
@@ -81,13 +81,13 @@ func TestDecoders(t *testing.T) {
 		{"_-__", "\xff\xef\xff"},
 	}
 	for _, tt := range b64 {
-		got, err := io.ReadAll(&base64Reader{r: iotest.OneByteReader(strings.NewReader(tt.in))})
+		got, err := io.ReadAll(newBase64Reader(iotest.OneByteReader(strings.NewReader(tt.in))))
 		if err != nil || string(got) != tt.want {
 			t.Errorf("base64 %q = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 	long := bytes.Repeat([]byte("QUJD"), 100000)
-	got, _ := io.ReadAll(&base64Reader{r: bytes.NewReader(long)})
+	got, _ := io.ReadAll(newBase64Reader(bytes.NewReader(long)))
 	if !bytes.Equal(got, bytes.Repeat([]byte("ABC"), 100000)) {
 		t.Error("long base64 mismatch")
 	}
