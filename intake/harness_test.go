@@ -98,6 +98,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	renderer.SetMessageIDKey(st.MessageIDKey()) // as the daemon does
 	sender, err := notify.NewSender(smtpCfg)
 	if err != nil {
 		t.Fatal(err)

@@ -346,14 +346,19 @@ func (p *Pipeline) thread(tx *store.Tx, msg *classify.Message) (*casemodel.Case,
 		}
 		tagNote = fmt.Sprintf("subject tag #%d names no case; ", id)
 	}
+	var forged []string
 	try := func(header string, ids []string) (*casemodel.Case, string, error) {
 		for i := len(ids) - 1; i >= 0; i-- {
+			if p.render.CheckMessageID(ids[i]) == notify.Forged {
+				forged = append(forged, fmt.Sprintf("%s <%s> looks like ours but its token does not verify; ", header, ids[i]))
+				continue
+			}
 			if id, ok := tx.CaseByMessageID(ids[i]); ok {
 				c, err := tx.Case(id)
 				if err != nil {
 					return nil, "", err
 				}
-				return c, fmt.Sprintf("%s%s <%s> is on case #%d", tagNote, header, ids[i], id), nil
+				return c, fmt.Sprintf("%s%s%s <%s> is on case #%d", tagNote, strings.Join(forged, ""), header, ids[i], id), nil
 			}
 		}
 		return nil, "", nil
@@ -364,7 +369,7 @@ func (p *Pipeline) thread(tx *store.Tx, msg *classify.Message) (*casemodel.Case,
 	if c, sig, err := try("References", msg.References); c != nil || err != nil {
 		return c, sig, err
 	}
-	return nil, tagNote + "no case tag or known Message-ID in In-Reply-To/References: new request", nil
+	return nil, tagNote + strings.Join(forged, "") + "no case tag or known Message-ID in In-Reply-To/References: new request", nil
 }
 
 func (p *Pipeline) incoming(d *store.Decision, msg *classify.Message, signal string) casemodel.Message {

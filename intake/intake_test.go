@@ -417,3 +417,31 @@ func (h *harness) uidValidity() uint32 {
 	}
 	return st.UIDValidity
 }
+
+func TestForgedOwnMessageIDThreadsNothing(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	h.deliver(supportAddr, msg("alice@customer.example", "Payroll export", "p1@customer.example"))
+	id := h.waitDecided("p1@customer.example", 1).CaseID
+	ackID := strings.Trim(h.waitSent(2)[0].Header.Get("Message-Id"), "<>")
+	local, domain, _ := strings.Cut(ackID, "@")
+	last := "a"
+	if strings.HasSuffix(local, "a") {
+		last = "b"
+	}
+	flipped := local[:len(local)-1] + last
+	for i, forged := range []string{
+		flipped + "@" + domain,                            // our ID with one character of the token changed
+		fmt.Sprintf("caseintake.%d.1.ack@%s", id, domain), // the scheme guessed without a token
+	} {
+		mid := fmt.Sprintf("f%d@evil.example", i)
+		h.deliver(supportAddr, msg("mallory@evil.example", "Re: Payroll export", mid,
+			"In-Reply-To: <"+forged+">", "References: <"+forged+">"))
+		d := h.waitDecided(mid, 1)
+		if d.Outcome != store.OutcomeNewCase || d.CaseID == id || !strings.Contains(d.Signal, "<"+forged+"> looks like ours but its token does not verify") {
+			t.Fatalf("In-Reply-To <%s>: %s case #%d / %s", forged, d.Outcome, d.CaseID, d.Signal)
+		}
+	}
+	if c := h.caseByID(id); len(c.Messages) != 2 { // request + ack
+		t.Fatalf("forged mail reached case #%d: %d messages", id, len(c.Messages))
+	}
+}

@@ -79,11 +79,13 @@ type Renderer struct {
 	tmpl    map[string]map[string]*template.Template     // by language, then kind
 	html    map[string]map[string]*htmltemplate.Template // kinds whose file defines "html"
 	targets casemodel.Targets
+	idKey   []byte // signs our Message-IDs; see msgid.go
 }
 
 // NewRenderer prepares the templates and addresses from the config: the
 // built-in templates, each replaced by a file of the same name in
-// notify.templates_dir when there is one.
+// notify.templates_dir when there is one. Its Message-ID key is random until
+// SetMessageIDKey.
 func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 	from, err := mail.ParseAddress(s.From)
 	if err != nil {
@@ -148,8 +150,15 @@ func NewRenderer(s config.SMTP, n config.Notify) (*Renderer, error) {
 	}
 	return &Renderer{from: from, domain: domain, envFrom: envFrom, lang: lang,
 		team: slices.Clone(n.Team), urgent: slices.Clone(n.Urgent), tmpl: tmpl, html: html,
-		targets: casemodel.DefaultTargets()}, nil
+		targets: casemodel.DefaultTargets(), idKey: NewMessageIDKey()}, nil
 }
+
+// SetMessageIDKey sets the key that signs our Message-IDs (a fresh random
+// one until then, which is right only for a renderer that never outlives its
+// store: replies to mail signed with it stop threading once it is gone). The
+// daemon uses the key kept in its database. Call it before the renderer is
+// shared.
+func (r *Renderer) SetMessageIDKey(key []byte) { r.idKey = key }
 
 // SetTargets replaces the response-target policy (DefaultTargets until
 // then). Call it before the renderer is shared.
@@ -430,7 +439,7 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	} else {
 		// Staff mail about one case threads together in the team's and
 		// assignees' clients under a per-case root that is never sent.
-		refs = []string{ThreadRoot(c.ID, r.domain)}
+		refs = []string{r.ThreadRoot(c.ID)}
 	}
 	autoSubmitted := "auto-generated"
 	if customer {
@@ -442,7 +451,7 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	o := &store.Outgoing{
 		CaseID: c.ID, Kind: kind, EnvelopeFrom: r.envFrom, CreatedAt: now,
 		To: slices.Clone(to), Subject: HeaderText(subject.String()),
-		MessageID: fmt.Sprintf("caseintake.%d.%d.%s@%s", c.ID, len(c.Events), kind, r.domain),
+		MessageID: r.notificationID(c.ID, len(c.Events), kind),
 	}
 	var htmlBody bytes.Buffer
 	if h := r.html[lang][kind]; h != nil {
@@ -531,12 +540,6 @@ func compose(w io.Writer, h header, body, html string) error {
 		}
 	}
 	return iw.Close()
-}
-
-// ThreadRoot is the Message-ID every staff notification about case id
-// refers to, so that they thread together.
-func ThreadRoot(id uint64, domain string) string {
-	return fmt.Sprintf("caseintake.%d@%s", id, domain)
 }
 
 // HeaderText makes customer-supplied text safe for a header: control

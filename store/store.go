@@ -1,12 +1,14 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,7 +17,7 @@ import (
 
 // Bucket layout. Numeric keys are big-endian uint64 so cursors walk in order.
 var (
-	bucketMeta       = []byte("meta")           // "schema_version" -> u64
+	bucketMeta       = []byte("meta")           // "schema_version" -> u64, "message_id_key" -> 32 bytes
 	bucketCases      = []byte("cases")          // case ID -> casemodel.Case JSON
 	bucketByStatus   = []byte("by_status")      // status 0x00 case ID -> ""
 	bucketByMsgID    = []byte("by_msgid")       // Message-ID (incoming and ours) -> case ID
@@ -44,8 +46,9 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the open database and raw-message directory under one data_dir.
 type Store struct {
-	db  *bolt.DB
-	dir string
+	db    *bolt.DB
+	dir   string
+	idKey []byte
 }
 
 // Open opens (or creates) the store in dataDir. A second process gets an
@@ -70,6 +73,7 @@ func Open(dataDir string) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	var idKey []byte
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -81,9 +85,18 @@ func Open(dataDir string) (*Store, error) {
 			if got := binary.BigEndian.Uint64(v); got != schemaVersion {
 				return fmt.Errorf("schema version %d, this caseintake understands %d", got, schemaVersion)
 			}
+		} else if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {
+			return err
+		}
+		if v := meta.Get(keyMessageIDKey); v != nil {
+			idKey = slices.Clone(v)
 			return nil
 		}
-		return meta.Put([]byte("schema_version"), u64(schemaVersion))
+		idKey = make([]byte, messageIDKeySize)
+		if _, err := rand.Read(idKey); err != nil {
+			return fmt.Errorf("generate the Message-ID key: %w", err)
+		}
+		return meta.Put(keyMessageIDKey, idKey)
 	})
 	if err != nil {
 		db.Close()
@@ -93,8 +106,19 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("raw store %s: clearing temp files left by a crash: %w", filepath.Join(dataDir, rawDir), err)
 	}
-	return &Store{db: db, dir: dataDir}, nil
+	return &Store{db: db, dir: dataDir, idKey: idKey}, nil
 }
+
+// keyMessageIDKey names, in the meta bucket, the key that signs the
+// Message-IDs of our notifications (see notify.Renderer.SetMessageIDKey). It
+// is generated on first start and lives in the database so that a backup
+// carries it: replies to mail sent before a restore still thread.
+var keyMessageIDKey = []byte("message_id_key")
+
+const messageIDKeySize = 32
+
+// MessageIDKey is the key that signs our notifications' Message-IDs.
+func (s *Store) MessageIDKey() []byte { return slices.Clone(s.idKey) }
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }

@@ -352,3 +352,32 @@ func TestQuarantinedListsStandingQuarantinesNewestFirst(t *testing.T) {
 		t.Fatalf("limit 1 = %+v", q)
 	}
 }
+
+func TestMessageIDKeyIsMadeOnceAndKept(t *testing.T) {
+	dir := t.TempDir()
+	st, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := st.MessageIDKey()
+	if len(key) != messageIDKeySize || bytes.Equal(key, make([]byte, messageIDKeySize)) {
+		t.Fatalf("key = %x, want %d random bytes", key, messageIDKeySize)
+	}
+	st.Close()
+	st, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if again := st.MessageIDKey(); !bytes.Equal(again, key) {
+		t.Fatalf("key changed across a restart: %x, then %x", key, again)
+	}
+	other, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if bytes.Equal(other.MessageIDKey(), key) {
+		t.Fatal("two data directories share one key")
+	}
+}

@@ -179,6 +179,7 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	renderer.SetMessageIDKey(st.MessageIDKey())
 	sender, err := notify.NewSender(cfg.SMTP)
 	if err != nil {
 		return nil, err

@@ -97,6 +97,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	if err != nil {
 		return err
 	}
+	renderer.SetMessageIDKey(st.MessageIDKey())
 	sender, err := notify.NewSender(cfg.SMTP)
 	if err != nil {
 		return err

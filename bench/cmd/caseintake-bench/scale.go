@@ -264,6 +264,7 @@ func lifecyclePass(cfgPath string, st *store.Store) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	r.SetMessageIDKey(st.MessageIDKey())
 	w := lifecycle.New(st, r, lifecycle.Options{ReopenWindow: cfg.Intake.ReopenWindow, AutoCloseAfter: cfg.Lifecycle.AutoCloseAfter,
 		AtRiskLead: cfg.Lifecycle.AtRiskLead}, slog.New(slog.DiscardHandler), nil)
 	start := time.Now()
