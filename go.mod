@@ -13,6 +13,7 @@ require (
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/viper v1.21.0
 	go.etcd.io/bbolt v1.4.3
+	golang.org/x/oauth2 v0.37.0
 	golang.org/x/text v0.43.0
 )
 

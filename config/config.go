@@ -26,6 +26,68 @@ type Server struct {
 	Password     string `mapstructure:"password"`
 	PasswordFile string `mapstructure:"password_file"`
 	CAFile       string `mapstructure:"ca_file"` // extra CA to trust (self-signed servers)
+	// Auth is how to log in: plain (username and password, the default),
+	// xoauth2 or oauthbearer (username and an OAuth 2.0 access token from
+	// OAuth).
+	Auth  string `mapstructure:"auth"`
+	OAuth OAuth  `mapstructure:"oauth"`
+}
+
+// Login methods for Server.Auth.
+const (
+	AuthPlain       = "plain"
+	AuthXOAuth2     = "xoauth2"
+	AuthOAuthBearer = "oauthbearer"
+)
+
+// OAuth providers with built-in token endpoints and scopes.
+const (
+	ProviderMicrosoft = "microsoft"
+	ProviderGoogle    = "google"
+)
+
+// OAuth says where a login with auth xoauth2 or oauthbearer gets its access
+// token: either from TokenFile, which an external helper keeps fresh, or
+// from caseintake's own client-credentials or refresh-token flow against
+// the token endpoint of Provider (or TokenURL).
+type OAuth struct {
+	// TokenFile holds the current access token (the bare token, or JSON
+	// with access_token and expiry); it is read again for every connection.
+	TokenFile string `mapstructure:"token_file"`
+	// Provider presets the token endpoint and default scopes: microsoft
+	// (needs Tenant) or google. Leave it empty and set TokenURL for any
+	// other provider.
+	Provider string `mapstructure:"provider"`
+	Tenant   string `mapstructure:"tenant"` // microsoft: directory (tenant) ID or domain
+	TokenURL string `mapstructure:"token_url"`
+	ClientID string `mapstructure:"client_id"`
+	// ClientSecret (or ClientSecretFile) authenticates the client to the
+	// token endpoint.
+	ClientSecret     string `mapstructure:"client_secret"`
+	ClientSecretFile string `mapstructure:"client_secret_file"`
+	// RefreshToken (or RefreshTokenFile), when set, selects the
+	// refresh-token flow (a user's delegated consent); without it the
+	// client-credentials flow (the application's own permission) is used.
+	RefreshToken     string `mapstructure:"refresh_token"`
+	RefreshTokenFile string `mapstructure:"refresh_token_file"`
+	// Scopes replaces the provider's default scopes.
+	Scopes []string `mapstructure:"scopes"`
+}
+
+// IsOAuth reports whether the server logs in with an OAuth 2.0 token.
+func (s Server) IsOAuth() bool { return s.Auth == AuthXOAuth2 || s.Auth == AuthOAuthBearer }
+
+// BuiltIn reports whether caseintake fetches the token itself (client_id
+// set) rather than reading a helper's token_file.
+func (o OAuth) BuiltIn() bool { return o.ClientID != "" }
+
+// RefreshFlow reports whether the built-in flow redeems a refresh token
+// (otherwise it uses client credentials).
+func (o OAuth) RefreshFlow() bool { return o.RefreshToken != "" || o.RefreshTokenFile != "" }
+
+func (o OAuth) isZero() bool {
+	return o.TokenFile == "" && o.Provider == "" && o.Tenant == "" && o.TokenURL == "" && o.ClientID == "" &&
+		o.ClientSecret == "" && o.ClientSecretFile == "" && o.RefreshToken == "" && o.RefreshTokenFile == "" && len(o.Scopes) == 0
 }
 
 // Mailbox is one support mailbox read over IMAP.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/mail"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -66,6 +67,7 @@ func Load(path string) (*Config, error) {
 	v.SetDefault("api.listen", DefaultAPIListen)
 	v.SetDefault("smtp.security", "starttls")
 	v.SetDefault("smtp.envelope_sender", NullEnvelopeSender)
+	v.SetDefault("smtp.auth", AuthPlain)
 	v.SetDefault("intake.reopen_window", DefaultReopenWindow.String())
 	v.SetDefault("intake.ack_limit_per_recipient", DefaultAckLimitPerRecipient)
 	v.SetDefault("intake.ack_limit_global", DefaultAckLimitGlobal)
@@ -344,6 +346,9 @@ func (m *Mailbox) ApplyDefaults() {
 	if m.IMAP.Username == "" {
 		m.IMAP.Username = m.Address
 	}
+	if m.IMAP.Auth == "" {
+		m.IMAP.Auth = AuthPlain
+	}
 }
 
 // resolveSecrets reads every *_file secret. The values are never logged.
@@ -367,11 +372,15 @@ func (c *Config) resolveSecrets() []string {
 			problems = append(problems, fmt.Sprintf("%s_file: %s is empty", key, file))
 		}
 	}
-	for i := range c.Mailboxes {
-		m := &c.Mailboxes[i]
-		read(fmt.Sprintf("mailboxes[%d].imap.password", i), m.IMAP.PasswordFile, &m.IMAP.Password)
+	server := func(key string, s *Server) {
+		read(key+".password", s.PasswordFile, &s.Password)
+		read(key+".oauth.client_secret", s.OAuth.ClientSecretFile, &s.OAuth.ClientSecret)
+		read(key+".oauth.refresh_token", s.OAuth.RefreshTokenFile, &s.OAuth.RefreshToken)
 	}
-	read("smtp.password", c.SMTP.PasswordFile, &c.SMTP.Password)
+	for i := range c.Mailboxes {
+		server(fmt.Sprintf("mailboxes[%d].imap", i), &c.Mailboxes[i].IMAP)
+	}
+	server("smtp", &c.SMTP.Server)
 	read("api.token", c.API.TokenFile, &c.API.Token)
 	return problems
 }
@@ -494,22 +503,105 @@ func validateServer(key string, s Server) []string {
 	default:
 		problems = append(problems, fmt.Sprintf("%s.security: must be tls, starttls or none, got %q", key, s.Security))
 	}
-	if strings.HasPrefix(key, "mailboxes") {
-		if s.Username == "" {
-			problems = append(problems, key+".username: required")
-		}
-		if s.Password == "" && s.PasswordFile == "" {
-			problems = append(problems, key+".password_file: required (or password)")
-		}
-	} else if s.Username != "" && s.Password == "" && s.PasswordFile == "" {
-		problems = append(problems, key+".password_file: required when username is set (or password)")
-	}
+	problems = append(problems, validateAuth(key, s)...)
 	if s.CAFile != "" {
 		if _, err := os.Stat(s.CAFile); err != nil {
 			problems = append(problems, fmt.Sprintf("%s.ca_file: %v", key, err))
 		}
 	}
 	return problems
+}
+
+// validateAuth checks the login keys of one server: a password for auth
+// plain, one token source for xoauth2 and oauthbearer.
+func validateAuth(key string, s Server) []string {
+	var problems []string
+	bad := func(k, format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("%s.%s: "+format, append([]any{key, k}, args...)...))
+	}
+	imap := strings.HasPrefix(key, "mailboxes")
+	switch s.Auth {
+	case "", AuthPlain:
+		if !s.OAuth.isZero() {
+			bad("oauth", "set, but %s.auth is plain: set %s.auth to xoauth2 or oauthbearer, or remove %s.oauth", key, key, key)
+		}
+		if imap && s.Username == "" {
+			bad("username", "required")
+		}
+		if imap && s.Password == "" && s.PasswordFile == "" {
+			bad("password_file", "required (or password)")
+		} else if !imap && s.Username != "" && s.Password == "" && s.PasswordFile == "" {
+			bad("password_file", "required when username is set (or password)")
+		}
+		return problems
+	case AuthXOAuth2, AuthOAuthBearer:
+	default:
+		bad("auth", "must be plain, xoauth2 or oauthbearer, got %q", s.Auth)
+		return problems
+	}
+	if s.Username == "" {
+		bad("username", "required with auth %s: the account the token is for", s.Auth)
+	}
+	if s.Password != "" || s.PasswordFile != "" {
+		bad("password_file", "not used with auth %s (the login uses an OAuth token): remove %s.password and %s.password_file", s.Auth, key, key)
+	}
+	o := s.OAuth
+	if o.TokenFile != "" {
+		if o.BuiltIn() || o.Provider != "" || o.TokenURL != "" || o.RefreshFlow() || o.ClientSecret != "" || o.ClientSecretFile != "" {
+			bad("oauth.token_file", "set either token_file (a token helper keeps it fresh) or client_id with provider or token_url (caseintake fetches the token), not both")
+		}
+		return problems
+	}
+	if !o.BuiltIn() {
+		bad("oauth", "auth %s needs a token: set %s.oauth.token_file (written by a token helper) or %s.oauth.client_id with provider or token_url (the built-in flow)", s.Auth, key, key)
+		return problems
+	}
+	switch o.Provider {
+	case ProviderMicrosoft:
+		if o.Tenant == "" && o.TokenURL == "" {
+			bad("oauth.tenant", "required with provider microsoft: the directory (tenant) ID or a domain such as contoso.onmicrosoft.com, from the app registration in Entra ID")
+		}
+	case ProviderGoogle:
+		if !o.RefreshFlow() {
+			bad("oauth.refresh_token_file", "required with provider google: Gmail accepts no client-credentials tokens; get a refresh token through a consent flow, or use token_file with a helper (e.g. for a service account)")
+		}
+	case "":
+		if o.TokenURL == "" {
+			bad("oauth.provider", "set provider (microsoft or google) or token_url, so caseintake knows where to get tokens")
+		}
+	default:
+		bad("oauth.provider", "must be microsoft or google (or leave it empty and set token_url), got %q", o.Provider)
+	}
+	if o.Tenant != "" && o.Provider != ProviderMicrosoft {
+		bad("oauth.tenant", "only used with provider microsoft")
+	}
+	if o.TokenURL != "" {
+		if u, err := url.Parse(o.TokenURL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
+			bad("oauth.token_url", "must be an https:// URL (http only to localhost), got %q", o.TokenURL)
+		}
+	}
+	if o.ClientSecret == "" && o.ClientSecretFile == "" {
+		switch {
+		case !o.RefreshFlow():
+			bad("oauth.client_secret_file", "required (or client_secret) for the client-credentials flow; or set refresh_token_file for the refresh-token flow")
+		case o.Provider == ProviderGoogle:
+			bad("oauth.client_secret_file", "required (or client_secret): Google's token endpoint wants the client secret with a refresh token")
+		}
+	}
+	for i, sc := range o.Scopes {
+		if strings.TrimSpace(sc) == "" {
+			bad(fmt.Sprintf("oauth.scopes[%d]", i), "empty scope")
+		}
+	}
+	return problems
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validateListen(listen string) []string {
