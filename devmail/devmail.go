@@ -97,6 +97,7 @@ type Server struct {
 	onSent   func(Envelope)
 	rcptErr  map[string]error // key: lower-cased address
 	smtpDown bool
+	tokens   map[string]string // OAuth token → lower-cased user (oauth.go)
 }
 
 type account struct {

@@ -30,6 +30,13 @@
 //     login). With Options.TLSConfig set, LOGIN is refused until STARTTLS;
 //     SMTP AUTH PLAIN is always allowed without TLS, and unauthenticated
 //     submission is accepted because the listener is loopback-only.
+//   - IMAP AUTHENTICATE and SMTP AUTH also take XOAUTH2 and OAUTHBEARER
+//     (oauth.go): a bearer token is accepted exactly while AddToken has
+//     made it valid for that user and RevokeToken has not withdrawn it; a
+//     refused token gets the JSON challenge real servers send, then NO
+//     [AUTHENTICATIONFAILED] (IMAP) or 535 5.7.8 (SMTP). TokenEndpoint
+//     (tokenendpoint.go) is an OAuth 2.0 token endpoint, to be served
+//     with httptest, whose access tokens the servers accept.
 //
 // FaultProxy (faults.go) sits in front of the plaintext IMAP listener and
 // injects server faults on request: BYE at the greeting, after LOGIN or

@@ -15,7 +15,7 @@ const idlePoll = 20 * time.Millisecond
 
 func (s *Server) newIMAPSession(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	// The memory backend's session implements MOVE and NAMESPACE as well.
-	return idleSession{s.mem.NewSession().(imapserver.SessionIMAP4rev2)}, nil, nil
+	return saslSession{idleSession{s.mem.NewSession().(imapserver.SessionIMAP4rev2)}, s}, nil, nil
 }
 
 // idleSession replaces imapmemserver's IDLE, which (beta.8) reports only

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -77,19 +76,16 @@ type smtpSession struct {
 
 var _ smtp.AuthSession = (*smtpSession)(nil)
 
-func (ss *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (ss *smtpSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(identity, username, password string) error {
-		if identity != "" && identity != username {
-			return smtp.ErrAuthFailed
-		}
-		a, err := ss.s.account(username)
-		if err != nil || subtle.ConstantTimeCompare([]byte(a.password), []byte(password)) != 1 {
-			return smtp.ErrAuthFailed
-		}
-		return nil
-	}), nil
+// checkPassword is AUTH PLAIN's check against the users' passwords.
+func (ss *smtpSession) checkPassword(identity, username, password string) error {
+	if identity != "" && identity != username {
+		return smtp.ErrAuthFailed
+	}
+	a, err := ss.s.account(username)
+	if err != nil || subtle.ConstantTimeCompare([]byte(a.password), []byte(password)) != 1 {
+		return smtp.ErrAuthFailed
+	}
+	return nil
 }
 
 func (ss *smtpSession) Mail(from string, _ *smtp.MailOptions) error {

@@ -119,10 +119,13 @@ func describeDialError(cfg config.Mailbox, err error, problem func(error, string
 		alertErr    tls.AlertError
 		imapErr     *imap.Error
 		netErr      net.Error
+		refused     *tokenRefused
 	)
 	switch {
-	case stage == stageConfig:
+	case stage == stageConfig, stage == stageToken:
 		return problem(err, "%v", de.err)
+	case errors.As(err, &refused):
+		return problem(err, "%v", refused)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStepDeadline):
 		return problem(err, "no answer in time during %s; check imap.host, imap.port and imap.security, and firewalls", stage)
 	case errors.Is(err, context.Canceled):

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,8 +17,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-sasl"
 
 	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/oauth"
 )
 
 // Stages of setting up a connection, for error reports.
@@ -27,6 +30,7 @@ const (
 	stageTLS      = "tls"
 	stageGreeting = "greeting"
 	stageLogin    = "login"
+	stageToken    = "oauth token"
 )
 
 // dialError says at which stage setting up a connection failed.
@@ -82,6 +86,83 @@ func newTLSConfig(s config.Server) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// credentials is what a login presents: a password, or an OAuth token and
+// where it came from.
+type credentials struct {
+	password string
+	token    string
+	source   oauth.Source // nil for auth plain
+}
+
+// getCredentials reads the password, or gets a current token (from the
+// token file, or from the provider, reusing a cached one).
+func getCredentials(ctx context.Context, s config.Server) (credentials, string, error) {
+	if !s.IsOAuth() {
+		pw, err := password(s)
+		return credentials{password: pw}, stageConfig, err
+	}
+	src, err := oauth.Shared(s.OAuth, oauth.IMAP)
+	if err != nil {
+		return credentials{}, stageConfig, err
+	}
+	tok, err := src.Token(ctx)
+	return credentials{token: tok, source: src}, stageToken, err
+}
+
+// tokenRefused is a login the server refused although a token was
+// presented. It deliberately does not unwrap to the server's *imap.Error,
+// which callers read as a wrong password.
+type tokenRefused struct {
+	mech   string // XOAUTH2 or OAUTHBEARER
+	user   string
+	source string // where the token came from
+	said   string // the server's answer
+}
+
+func (e *tokenRefused) Error() string {
+	return fmt.Sprintf("the server refused the %s token for user %q (server said: %s); the token (from %s) has expired, was revoked, or does not grant IMAP access to this mailbox: check imap.username, imap.oauth and the app's mailbox permissions",
+		e.mech, e.user, e.said, e.source)
+}
+
+// authenticate logs in with the password, or with the token over SASL.
+func authenticate(c *imapclient.Client, s config.Server, cred credentials) error {
+	if cred.source == nil {
+		return c.Login(s.Username, cred.password).Wait()
+	}
+	mech := oauth.Mechanism(s.Auth)
+	if caps := c.Caps(); !caps.Has(imap.Cap("AUTH=" + mech)) {
+		var offered []string
+		for cp := range caps {
+			if m, ok := strings.CutPrefix(string(cp), "AUTH="); ok {
+				offered = append(offered, m)
+			}
+		}
+		sort.Strings(offered)
+		return fmt.Errorf("the server does not offer AUTHENTICATE %s (it offers: %s); set imap.auth to a method it supports", mech, strings.Join(offered, ", "))
+	}
+	sc, err := oauth.SASLClient(s.Auth, s.Username, cred.token, s.Host, s.Port)
+	if err != nil {
+		return err
+	}
+	err = c.Authenticate(sc)
+	if err == nil {
+		return nil
+	}
+	var (
+		imapErr   *imap.Error
+		bearerErr *sasl.OAuthBearerError
+	)
+	switch {
+	case errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo:
+		cred.source.Refused(cred.token)
+		return &tokenRefused{mech: mech, user: s.Username, source: cred.source.Describe(), said: imapText(imapErr)}
+	case errors.As(err, &bearerErr):
+		cred.source.Refused(cred.token)
+		return &tokenRefused{mech: mech, user: s.Username, source: cred.source.Describe(), said: "status " + bearerErr.Status}
+	}
+	return err
+}
+
 // dial connects to the server, secures the connection as configured and
 // logs in, all bounded by ctx (ending ctx closes the connection, which
 // unblocks every step). It returns the capabilities as advertised after
@@ -91,9 +172,9 @@ func dial(ctx context.Context, s config.Server, newMail chan<- struct{}) (*imapc
 	addr := serverAddr(s)
 	fail := func(stage string, err error) error { return &dialError{stage: stage, addr: addr, err: err} }
 
-	pw, err := password(s)
+	cred, stage, err := getCredentials(ctx, s)
 	if err != nil {
-		return nil, nil, fail(stageConfig, err)
+		return nil, nil, fail(stage, err)
 	}
 	var tlsCfg *tls.Config
 	switch s.Security {
@@ -131,7 +212,7 @@ func dial(ctx context.Context, s config.Server, newMail chan<- struct{}) (*imapc
 		return nil, nil, fail(stageConnect, err)
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	c, caps, stage, err := setup(ctx, raw, s, pw, opts)
+	c, caps, stage, err := setup(ctx, raw, s, cred, opts)
 	if !stop() {
 		// ctx ended during setup: report that rather than the I/O error
 		// the forced close caused.
@@ -153,7 +234,7 @@ func dial(ctx context.Context, s config.Server, newMail chan<- struct{}) (*imapc
 	return c, caps, nil
 }
 
-func setup(ctx context.Context, raw net.Conn, s config.Server, pw string, opts *imapclient.Options) (c *imapclient.Client, caps imap.CapSet, stage string, err error) {
+func setup(ctx context.Context, raw net.Conn, s config.Server, cred credentials, opts *imapclient.Options) (c *imapclient.Client, caps imap.CapSet, stage string, err error) {
 	switch s.Security {
 	case "tls":
 		cfg := opts.TLSConfig.Clone()
@@ -178,7 +259,7 @@ func setup(ctx context.Context, raw net.Conn, s config.Server, pw string, opts *
 		c.Close()
 		return nil, nil, stageGreeting, err
 	}
-	if err := c.Login(s.Username, pw).Wait(); err != nil {
+	if err := authenticate(c, s, cred); err != nil {
 		c.Close()
 		return nil, nil, stageLogin, err
 	}

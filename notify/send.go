@@ -6,27 +6,38 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/oauth"
 )
 
 // Sender submits messages to the configured SMTP server.
 type Sender struct {
-	cfg config.SMTP
-	tls *tls.Config
+	cfg    config.SMTP
+	tls    *tls.Config
+	tokens oauth.Source // nil unless smtp.auth is xoauth2 or oauthbearer
 }
 
-// NewSender prepares a sender for cfg (reading its ca_file).
+// NewSender prepares a sender for cfg (reading its ca_file, and setting up
+// where OAuth tokens come from).
 func NewSender(cfg config.SMTP) (*Sender, error) {
 	t, err := cfg.TLSConfig()
 	if err != nil {
 		return nil, fmt.Errorf("smtp.%w", err)
 	}
-	return &Sender{cfg: cfg, tls: t}, nil
+	s := &Sender{cfg: cfg, tls: t}
+	if cfg.IsOAuth() {
+		if s.tokens, err = oauth.NewSource(cfg.OAuth, oauth.SMTP); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Result is the outcome of one SMTP transaction.
@@ -42,6 +53,15 @@ type Result struct {
 // session: the client has no context support, so it is closed on ctx's end.
 func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
 	addr := s.cfg.Addr()
+	var token string
+	if s.tokens != nil {
+		// Before connecting: a slow token endpoint must not hold an idle
+		// SMTP connection open.
+		var err error
+		if token, err = s.tokens.Token(ctx); err != nil {
+			return nil, nil, fmt.Errorf("smtp %s: %w", addr, err)
+		}
+	}
 	d := &net.Dialer{Timeout: 30 * time.Second}
 	var (
 		conn net.Conn
@@ -67,14 +87,57 @@ func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
 	c.CommandTimeout = time.Minute
 	c.SubmissionTimeout = 5 * time.Minute
 	done := func() { stop(); c.Close() }
-	if s.cfg.Username != "" {
-		if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
-			done()
-			return nil, nil, fmt.Errorf("smtp %s: authentication as %s failed: %w", addr, s.cfg.Username, err)
-		}
+	if err := s.auth(c, token); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("smtp %s: %w", addr, err)
 	}
 	return c, done, nil
 }
+
+// auth logs in with AUTH PLAIN when a username is set, or with the OAuth
+// token over XOAUTH2 or OAUTHBEARER.
+func (s *Sender) auth(c *smtp.Client, token string) error {
+	if s.tokens == nil {
+		if s.cfg.Username == "" {
+			return nil
+		}
+		if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
+			return fmt.Errorf("authentication as %s failed: %w", s.cfg.Username, err)
+		}
+		return nil
+	}
+	mech := oauth.Mechanism(s.cfg.Auth)
+	if ok, offered := c.Extension("AUTH"); !ok || !slices.Contains(strings.Fields(strings.ToUpper(offered)), mech) {
+		return fmt.Errorf("the server does not offer AUTH %s (it offers: %s); set smtp.auth to a method it supports", mech, offered)
+	}
+	sc, err := oauth.SASLClient(s.cfg.Auth, s.cfg.Username, token, s.cfg.Host, s.cfg.Port)
+	if err != nil {
+		return err
+	}
+	if err := c.Auth(sc); err != nil {
+		s.tokens.Refused(token)
+		return &TokenRefusedError{Mech: mech, User: s.cfg.Username, Source: s.tokens.Describe(), Err: err}
+	}
+	return nil
+}
+
+// TokenRefusedError is an SMTP login refused although an OAuth token was
+// presented.
+type TokenRefusedError struct {
+	Mech   string // XOAUTH2 or OAUTHBEARER
+	User   string
+	Source string // where the token came from
+	Err    error  // the server's answer
+}
+
+// Error says what was refused and what to check, on one line.
+func (e *TokenRefusedError) Error() string {
+	return fmt.Sprintf("the server refused the %s token for user %q (server said: %v); the token (from %s) has expired, was revoked, or does not allow sending mail as this user: check smtp.username, smtp.oauth and the app's SMTP permission",
+		e.Mech, e.User, e.Err, e.Source)
+}
+
+// Unwrap returns the server's answer.
+func (e *TokenRefusedError) Unwrap() error { return e.Err }
 
 // Send submits data to the recipients, one RCPT at a time so that each
 // recipient's answer is known: the message goes to those accepted even when
