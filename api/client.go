@@ -50,17 +50,28 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	resp, err := c.send(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// send makes one request and returns a 2xx answer for the caller to read
+// and close; anything else becomes an error saying what to do.
+func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
@@ -70,12 +81,12 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
-			return fmt.Errorf("cannot reach caseintake at %s: is the service running? (%v)", c.listen, opErr.Err)
+			return nil, fmt.Errorf("cannot reach caseintake at %s: is the service running? (%v)", c.listen, opErr.Err)
 		}
-		return fmt.Errorf("cannot reach caseintake at %s: %w", c.listen, err)
+		return nil, fmt.Errorf("cannot reach caseintake at %s: %w", c.listen, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
 		var eb errorBody
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&eb)
 		if eb.Error == "" {
@@ -84,9 +95,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		if resp.StatusCode == http.StatusUnauthorized {
 			eb.Error += " (the CLI reads the token from api.token_file of the same config)"
 		}
-		return &Error{Status: resp.StatusCode, Message: eb.Error}
+		return nil, &Error{Status: resp.StatusCode, Message: eb.Error}
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return resp, nil
 }
 
 // ListCases lists cases matching f.
@@ -174,5 +185,36 @@ func (c *Client) Quarantined(ctx context.Context, limit int) ([]*store.Decision,
 func (c *Client) RetryQuarantined(ctx context.Context, seq uint64) (*store.Decision, error) {
 	var out store.Decision
 	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/quarantine/%d/retry", seq), struct{}{}, &out)
+	return &out, err
+}
+
+// QuarantineRecord returns quarantine record seq with what can be salvaged
+// from it and the trace of its message.
+func (c *Client) QuarantineRecord(ctx context.Context, seq uint64) (*QuarantineView, error) {
+	var out QuarantineView
+	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/quarantine/%d", seq), nil, &out)
+	return &out, err
+}
+
+// QuarantinedRaw writes the stored bytes of quarantine record seq's
+// message to w and returns how many it wrote.
+func (c *Client) QuarantinedRaw(ctx context.Context, seq uint64, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, fmt.Sprintf("/api/v1/quarantine/%d/raw", seq), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("raw message of record %d cut short: got %d of %d bytes", seq, n, resp.ContentLength)
+	}
+	return n, err
+}
+
+// ReleaseQuarantined opens a case from quarantine record seq by hand and
+// returns the new decision.
+func (c *Client) ReleaseQuarantined(ctx context.Context, seq uint64, req ReleaseRequest) (*store.Decision, error) {
+	var out store.Decision
+	err := c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/quarantine/%d/release", seq), req, &out)
 	return &out, err
 }

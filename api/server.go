@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -80,18 +81,61 @@ type Server struct {
 	log      *slog.Logger
 	onCommit func()
 	now      func() time.Time
-	retrier  Retrier
+	desk     QuarantineDesk
 }
 
-// Retrier runs a quarantined message through the pipeline again (the
-// daemon's intake.Pipeline).
-type Retrier interface {
+// QuarantineDesk works on quarantined messages for the quarantine
+// endpoints: the daemon's intake.Pipeline, adapted in cmd.
+type QuarantineDesk interface {
+	// Retry decides quarantine record seq again from its stored bytes.
 	Retry(seq uint64) (*store.Decision, error)
+	// Release opens a case from quarantine record seq by hand, for the
+	// agent actor ("agent:ann@example.com").
+	Release(seq uint64, actor string, req ReleaseRequest) (*store.Decision, error)
+	// Salvage reads what it can of a quarantined message now.
+	Salvage(q *store.Decision) Salvaged
 }
 
-// SetRetrier enables POST /api/v1/quarantine/{seq}/retry. Call it before
-// serving.
-func (s *Server) SetRetrier(r Retrier) { s.retrier = r }
+// SetQuarantineDesk enables the retry and release endpoints and the
+// salvaged fields of a quarantine record. Call it before serving.
+func (s *Server) SetQuarantineDesk(d QuarantineDesk) { s.desk = d }
+
+// ReleaseRequest opens a case from a quarantined message by hand.
+type ReleaseRequest struct {
+	// Requester is the customer the case is for: required when the
+	// message names no sender, otherwise it replaces the sender.
+	Requester string `json:"requester,omitempty"`
+	// Subject replaces the message's subject as the case subject.
+	Subject string `json:"subject,omitempty"`
+	Actor   string `json:"actor,omitempty"` // agent email; "cli" if empty
+}
+
+// QuarantineView is one quarantine record as `quarantine show` prints it.
+type QuarantineView struct {
+	*store.Decision
+	// Reason is the quarantine reason, e.g. "limit:depth" (the outcome
+	// without "quarantined:"); the decision's signal is its detail.
+	Reason string `json:"reason"`
+	// SettledBy is the record that decided the message since (a retry, a
+	// release, another copy); absent while it stands in quarantine.
+	SettledBy *store.Decision `json:"settled_by,omitempty"`
+	// Salvaged is what the stored bytes give now.
+	Salvaged *Salvaged `json:"salvaged,omitempty"`
+	// Trace is every record about the message, oldest first.
+	Trace []*store.Decision `json:"trace"`
+}
+
+// Salvaged is what can be read from a quarantined message, however
+// broken: the fields a release would use.
+type Salvaged struct {
+	MessageID string `json:"message_id,omitempty"`
+	From      string `json:"from,omitempty"`
+	FromName  string `json:"from_name,omitempty"`
+	ReplyTo   string `json:"reply_to,omitempty"`
+	Subject   string `json:"subject,omitempty"`
+	// Note says what could not be read, "" when the message now parses.
+	Note string `json:"note,omitempty"`
+}
 
 // NewServer returns the API handler. onCommit is called after a change that
 // queued notifications.
@@ -114,7 +158,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /api/v1/cases/{id}/priority", s.auth(s.setPriority))
 	mux.Handle("GET /api/v1/trace", s.auth(s.trace))
 	mux.Handle("GET /api/v1/quarantine", s.auth(s.quarantine))
+	mux.Handle("GET /api/v1/quarantine/{seq}", s.auth(s.showQuarantine))
+	mux.Handle("GET /api/v1/quarantine/{seq}/raw", s.auth(s.rawQuarantine))
 	mux.Handle("POST /api/v1/quarantine/{seq}/retry", s.auth(s.retry))
+	mux.Handle("POST /api/v1/quarantine/{seq}/release", s.auth(s.release))
 	return mux
 }
 
@@ -340,6 +387,15 @@ func (s *Server) setPriority(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// actorName is how the case history names the agent who acted: "agent:"
+// and the name the CLI sent (--as), "agent:cli" when it sent none.
+func actorName(agent string) string {
+	if a := notify.HeaderText(agent); a != "" {
+		return "agent:" + a
+	}
+	return "agent:cli"
+}
+
 // decode reads a JSON request body into v; on failure it answers 400 with
 // an example of a good body.
 func decode(w http.ResponseWriter, r *http.Request, v any, example string) bool {
@@ -363,10 +419,7 @@ func (s *Server) mutate(w http.ResponseWriter, r *http.Request, agent, what stri
 	if !ok {
 		return
 	}
-	actor := "agent:cli"
-	if a := notify.HeaderText(agent); a != "" {
-		actor = "agent:" + a
-	}
+	actor := actorName(agent)
 	var c *casemodel.Case
 	changed := false
 	err := s.store.Update(func(tx *store.Tx) error {
@@ -428,30 +481,138 @@ func (s *Server) quarantine(w http.ResponseWriter, r *http.Request) {
 	writeList(s, w, ds, err)
 }
 
-func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
+// quarantineSeq reads the {seq} of a quarantine endpoint; on a bad value
+// it answers 400 and reports false.
+func quarantineSeq(w http.ResponseWriter, r *http.Request) (uint64, bool) {
 	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
 	if err != nil || seq == 0 {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("quarantine record must be a number from `quarantine list --json` (seq), got %q", r.PathValue("seq")))
-		return
+		return 0, false
 	}
-	if s.retrier == nil {
-		writeError(w, http.StatusServiceUnavailable, "retry is not available in this daemon")
-		return
+	return seq, true
+}
+
+// quarantineRecord looks up record {seq}; on failure it answers 400, 404,
+// 409 (not a quarantine) or 500 and returns nil.
+func (s *Server) quarantineRecord(w http.ResponseWriter, r *http.Request) (q, settledBy *store.Decision) {
+	seq, ok := quarantineSeq(w, r)
+	if !ok {
+		return nil, nil
 	}
-	d, err := s.retrier.Retry(seq)
+	q, settledBy, err := s.store.QuarantineRecord(seq)
+	if err != nil {
+		s.quarantineError(w, err)
+		return nil, nil
+	}
+	return q, settledBy
+}
+
+// quarantineError answers a refusal from the store or the desk.
+func (s *Server) quarantineError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, store.ErrNotRetryable):
 		writeError(w, http.StatusConflict, err.Error())
-	case err != nil:
-		s.internal(w, err)
+	case errors.Is(err, store.ErrNoRequester):
+		writeError(w, http.StatusBadRequest, err.Error())
 	default:
-		if s.onCommit != nil {
-			s.onCommit()
-		}
-		writeJSON(w, http.StatusOK, d)
+		s.internal(w, err)
 	}
+}
+
+func (s *Server) showQuarantine(w http.ResponseWriter, r *http.Request) {
+	q, settledBy := s.quarantineRecord(w, r)
+	if q == nil {
+		return
+	}
+	key := q.MessageID
+	if key == "" {
+		key = q.MessageKey
+	}
+	trace, err := s.store.Trace(key)
+	if err != nil {
+		s.internal(w, err)
+		return
+	}
+	view := QuarantineView{Decision: q, Reason: strings.TrimPrefix(q.Outcome, store.OutcomeQuarantined+":"), SettledBy: settledBy, Trace: trace}
+	if view.Trace == nil {
+		view.Trace = []*store.Decision{}
+	}
+	if s.desk != nil {
+		salvaged := s.desk.Salvage(q)
+		view.Salvaged = &salvaged
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+// rawQuarantine answers the exact bytes the daemon stored of a quarantined
+// message (message/rfc822).
+func (s *Server) rawQuarantine(w http.ResponseWriter, r *http.Request) {
+	q, _ := s.quarantineRecord(w, r)
+	if q == nil {
+		return
+	}
+	if q.RawRef == "" {
+		writeError(w, http.StatusConflict, fmt.Sprintf("record %d (%s) has no stored bytes: the message was never downloaded; it is in the quarantine folder of mailbox %s (UID %d)", q.Seq, q.Outcome, q.Mailbox, q.UID))
+		return
+	}
+	f, err := s.store.OpenRaw(q.RawRef)
+	if err != nil {
+		s.internal(w, fmt.Errorf("record %d: raw message %s: %w", q.Seq, q.RawRef, err))
+		return
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	}
+	w.Header().Set("Content-Type", "message/rfc822")
+	if _, err := io.Copy(w, f); err != nil {
+		s.log.Warn("api: sending a raw quarantined message failed", "seq", q.Seq, "raw", q.RawRef, "err", err)
+	}
+}
+
+func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
+	seq, ok := quarantineSeq(w, r)
+	if !ok {
+		return
+	}
+	if s.desk == nil {
+		writeError(w, http.StatusServiceUnavailable, "retry is not available in this daemon")
+		return
+	}
+	s.answerDecision(w, s.desk.Retry, seq)
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request) {
+	seq, ok := quarantineSeq(w, r)
+	if !ok {
+		return
+	}
+	var req ReleaseRequest
+	if !decode(w, r, &req, `{"requester": "alice@customer.example", "subject": "…", "actor": "ann@example.com"}`) {
+		return
+	}
+	if s.desk == nil {
+		writeError(w, http.StatusServiceUnavailable, "release is not available in this daemon")
+		return
+	}
+	actor := actorName(req.Actor)
+	s.answerDecision(w, func(seq uint64) (*store.Decision, error) { return s.desk.Release(seq, actor, req) }, seq)
+}
+
+// answerDecision runs a desk action on record seq and answers with the
+// new decision, kicking the outbox worker.
+func (s *Server) answerDecision(w http.ResponseWriter, act func(uint64) (*store.Decision, error), seq uint64) {
+	d, err := act(seq)
+	if err != nil {
+		s.quarantineError(w, err)
+		return
+	}
+	if s.onCommit != nil {
+		s.onCommit()
+	}
+	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) internal(w http.ResponseWriter, err error) {

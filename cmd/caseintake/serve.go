@@ -216,7 +216,7 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 		return nil, err
 	}
 	srv := api.NewServer(st, renderer, cfg.API.Token, log.With("component", "api"), d.notifier.Kick)
-	srv.SetRetrier(d.pipeline)
+	srv.SetQuarantineDesk(quarantineDesk{pipeline: d.pipeline})
 	h := &health{dataDir: cfg.DataDir, store: st, pool: pool, events: d.events}
 	mux := http.NewServeMux()
 	mux.Handle("/", srv.Handler())

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNoRequester is wrapped by the refusal to release a quarantined
+// message by hand without a usable requester: the message names no sender
+// and the agent named none, or named something that is not an address.
+var ErrNoRequester = errors.New("no requester")
+
+// QuarantineRecord returns quarantine record seq and, when the message no
+// longer stands in quarantine, the record that settled it since: a retry
+// or release that superseded seq, or another copy of the message decided
+// under the same key. It returns ErrNotFound for an unknown seq and
+// ErrNotRetryable for a record that is not a quarantine.
+func (t *Tx) QuarantineRecord(seq uint64) (q, settledBy *Decision, err error) {
+	q, err = t.decision(u64(seq))
+	if err != nil {
+		return nil, nil, err
+	}
+	if q == nil {
+		return nil, nil, fmt.Errorf("quarantine record %d: %w (see `caseintake quarantine list --json` for the seq numbers)", seq, ErrNotFound)
+	}
+	if !strings.HasPrefix(q.Outcome, OutcomeQuarantined+":") {
+		return nil, nil, fmt.Errorf("record %d is %s, not a quarantine: %w", seq, q.Outcome, ErrNotRetryable)
+	}
+	// A superseding record comes after seq; walk forward from it, decoding
+	// only the records that supersede something (rare: retries, releases).
+	cur := t.tx.Bucket(bucketDecisions).Cursor()
+	for k, v := cur.Seek(u64(seq + 1)); k != nil; k, v = cur.Next() {
+		if !bytes.Contains(v, []byte(`"supersedes":`)) {
+			continue
+		}
+		d, err := t.decision(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d != nil && d.Supersedes == seq {
+			return q, d, nil
+		}
+	}
+	standing, err := t.DecisionByKey(q.MessageKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if standing != nil && standing.Seq != q.Seq {
+		return q, standing, nil
+	}
+	return q, nil, nil
+}
+
+// QuarantineRecord is Tx.QuarantineRecord in a read transaction of its own.
+func (s *Store) QuarantineRecord(seq uint64) (q, settledBy *Decision, err error) {
+	err = s.View(func(t *Tx) error {
+		q, settledBy, err = t.QuarantineRecord(seq)
+		return err
+	})
+	return q, settledBy, err
+}
