@@ -68,6 +68,7 @@ func (h *health) serveReadyz(w http.ResponseWriter, _ *http.Request) {
 
 var (
 	descCases         = prometheus.NewDesc("caseintake_cases", "Cases by status.", []string{"status"}, nil)
+	descActiveCases   = prometheus.NewDesc("caseintake_active_cases", "Cases neither closed nor archived, by priority.", []string{"priority"}, nil)
 	descOutboxPending = prometheus.NewDesc("caseintake_outbox_pending", "Notifications waiting in the outbox.", nil, nil)
 	descOutboxOldest  = prometheus.NewDesc("caseintake_outbox_oldest_age_seconds", "Age of the oldest pending notification (0 when none).", nil, nil)
 	descConnected     = prometheus.NewDesc("caseintake_imap_connected", "1 when the mailbox worker is logged in.", []string{"mailbox"}, nil)
@@ -77,7 +78,7 @@ var (
 
 // Describe implements prometheus.Collector.
 func (h *health) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCases, descOutboxPending, descOutboxOldest, descConnected, descReconnects, descLastPoll} {
+	for _, d := range []*prometheus.Desc{descCases, descActiveCases, descOutboxPending, descOutboxOldest, descConnected, descReconnects, descLastPoll} {
 		ch <- d
 	}
 }
@@ -87,6 +88,11 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	if counts, err := h.store.CountByStatus(); err == nil {
 		for _, s := range casemodel.Statuses {
 			ch <- prometheus.MustNewConstMetric(descCases, prometheus.GaugeValue, float64(counts[s]), string(s))
+		}
+	}
+	if counts, err := h.store.CountActiveByPriority(); err == nil {
+		for _, p := range casemodel.Priorities {
+			ch <- prometheus.MustNewConstMetric(descActiveCases, prometheus.GaugeValue, float64(counts[p]), string(p))
 		}
 	}
 	if st, err := h.store.OutboxStats(); err == nil {

@@ -74,6 +74,8 @@ func TestReadyzAndMetrics(t *testing.T) {
 	for _, want := range []string{
 		`caseintake_imap_connected{mailbox="support"} 1`,
 		`caseintake_cases{status="open"} 1`,
+		`caseintake_active_cases{priority="normal"} 1`,
+		`caseintake_active_cases{priority="urgent"} 0`,
 		`caseintake_messages_total{mailbox="support",outcome="case:new"} 1`,
 		`caseintake_outbox_pending 0`,
 		`caseintake_imap_reconnects_total{mailbox="support"} 0`,
