@@ -22,6 +22,7 @@ import (
 	"github.com/caseintake/caseintake/classify"
 	"github.com/caseintake/caseintake/config"
 	"github.com/caseintake/caseintake/devmail"
+	"github.com/caseintake/caseintake/logging"
 	"github.com/caseintake/caseintake/store"
 )
 
@@ -81,7 +82,9 @@ func runDemo(ctx context.Context, out io.Writer, seedDir string, once bool) erro
 		return err
 	}
 	defer logFile.Close()
-	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	limited := logging.NewHandler(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}), logging.DefaultWindow)
+	defer limited.Flush()
+	log := slog.New(limited)
 
 	mailSys.OnSent(func(e devmail.Envelope) {
 		fmt.Fprintf(out, "  → mail to %s: %s\n", strings.Join(e.To, ", "), subjectOf(e.Data))

@@ -40,29 +40,11 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg.Log, os.Stderr)
+			log, flush := newLogger(cfg.Log, os.Stderr)
+			defer flush()
 			return serve(cmd.Context(), cfg, log, serveOptions{reload: func() (*config.Config, error) { return loadConfig(cmd) }})
 		},
 	}
-}
-
-// newLogger builds the daemon's structured logger: JSON unless stderr is a
-// terminal (or the config says otherwise).
-func newLogger(c config.Log, w *os.File) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	format := c.Format
-	if format == "auto" || format == "" {
-		format = "json"
-		if fi, err := w.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			format = "text"
-		}
-	}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
 // daemon is the running set of parts.
