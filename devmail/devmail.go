@@ -98,6 +98,7 @@ type Server struct {
 	rcptErr  map[string]error // key: lower-cased address
 	smtpDown bool
 	tokens   map[string]string // OAuth token → lower-cased user (oauth.go)
+	noCreate bool              // IMAP CREATE refused (folders.go)
 }
 
 type account struct {

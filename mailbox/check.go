@@ -2,8 +2,10 @@ package mailbox
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -12,8 +14,10 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/oauth"
 )
 
 // checkTimeout bounds one Check when ctx has no earlier deadline.
@@ -41,57 +45,138 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.NewReplacer("\r", " ", "\n", " ").Replace(s)), " ")
 }
 
-// Check dials, logs in and checks the folders of one mailbox, for
-// `caseintake check`. It returns one *CheckError per problem (nil when all
-// is well): connection refused or unreachable, TLS certificate not
-// trusted, expired or for another host (naming the x509 reason), STARTTLS
-// or TLS mismatches, authentication failed (naming the username, never the
-// password), the main folder missing. The processed and quarantine folders
-// are created when missing, as the worker would; failing to create one is
-// a problem too.
-func Check(ctx context.Context, cfg config.Mailbox) []error {
+// Report is what Check found about one mailbox.
+type Report struct {
+	// Problems are *CheckError values, each one line with the fix; any
+	// problem fails `caseintake check`.
+	Problems []error
+	// Warnings are *CheckError values that need attention but do not stop
+	// the daemon (a certificate about to expire).
+	Warnings []error
+	// Verified lists what was checked and found in order, for the summary
+	// line (no secrets).
+	Verified []string
+}
+
+// Check is `caseintake check` for one mailbox. It connects as the worker
+// would (DNS, TCP, TLS with certificate chain and host name, login with
+// password or OAuth token) and reports, one line each: connection refused
+// or unreachable; TLS not trusted, expired or for another host (naming
+// the x509 reason), or a certificate that expires within 14 days (a
+// warning); a refused login or OAuth token (naming the username and the
+// keys to fix, never a secret); the folder to read missing; a processed or
+// quarantine folder that is missing and cannot be created. Check changes
+// nothing on the server: whether a missing folder can be created is
+// tested with a probe folder that is deleted again at once.
+func Check(ctx context.Context, cfg config.Mailbox) *Report {
 	cfg.ApplyDefaults()
+	r := &Report{}
 	problem := func(err error, format string, args ...any) error {
 		return &CheckError{Mailbox: cfg.Name, Addr: serverAddr(cfg.IMAP), Msg: fmt.Sprintf(format, args...), Err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 
-	c, _, err := dial(ctx, cfg.IMAP, nil)
+	var tlsState *tls.ConnectionState
+	c, _, err := dialObserved(ctx, cfg.IMAP, nil, func(cs tls.ConnectionState) { tlsState = &cs })
 	if err != nil {
-		return []error{describeDialError(cfg, err, problem)}
+		r.Problems = append(r.Problems, describeDialError(cfg, err, problem))
+		return r
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
-	var errs []error
-	if _, err := c.Status(cfg.Folder, &imap.StatusOptions{UIDValidity: true}).Wait(); err != nil {
+	if tlsState != nil {
+		r.Verified = append(r.Verified, fmt.Sprintf("TLS certificate valid until %s", config.NotAfter(*tlsState).UTC().Format("2006-01-02")))
+		for _, w := range config.ExpiringSoon(*tlsState, time.Now()) {
+			r.Warnings = append(r.Warnings, problem(nil, "%s", w))
+		}
+	}
+	login := "logged in as " + cfg.IMAP.Username
+	if cfg.IMAP.IsOAuth() {
+		login += " with " + oauth.Mechanism(cfg.IMAP.Auth)
+	}
+	r.Verified = append(r.Verified, login)
+
+	if st, err := c.Status(cfg.Folder, &imap.StatusOptions{NumMessages: true}).Wait(); err != nil {
 		var imapErr *imap.Error
 		if errors.As(err, &imapErr) {
-			errs = append(errs, problem(err, "folder %q does not exist or cannot be opened (server said: %s); create it on the server or correct this mailbox's folder key",
+			r.Problems = append(r.Problems, problem(err, "folder %q does not exist or cannot be opened (server said: %s); create it on the server or correct this mailbox's folder key",
 				cfg.Folder, imapText(imapErr)))
 		} else {
-			errs = append(errs, problem(err, "checking folder %q failed: %v", cfg.Folder, err))
+			r.Problems = append(r.Problems, problem(err, "checking folder %q failed: %v", cfg.Folder, err))
 		}
+	} else if st.NumMessages != nil {
+		r.Verified = append(r.Verified, fmt.Sprintf("%s has %d messages", cfg.Folder, *st.NumMessages))
 	}
 	for _, f := range []struct{ key, name string }{
 		{"processed_folder", cfg.ProcessedFolder},
 		{"quarantine_folder", cfg.QuarantineFolder},
 	} {
+		if ctx.Err() != nil {
+			break
+		}
 		if f.name == cfg.Folder {
-			errs = append(errs, problem(nil, "%s %q is the folder being read; it must be a different folder", f.key, f.name))
+			r.Problems = append(r.Problems, problem(nil, "%s %q is the folder being read; it must be a different folder", f.key, f.name))
 			continue
 		}
-		if err := ensureFolder(c, f.name); err != nil {
-			errs = append(errs, problem(err, "%s %q is missing and could not be created (%v); create it on the server or change %s",
-				f.key, f.name, err, f.key))
+		exists, err := folderExists(c, f.name)
+		switch {
+		case err != nil:
+			r.Problems = append(r.Problems, problem(err, "cannot list folder %q (%v); check %s", f.name, err, f.key))
+		case exists:
+			r.Verified = append(r.Verified, f.name+" exists")
+		default:
+			probe, created, err := probeCreate(c, f.name)
+			if !created {
+				r.Problems = append(r.Problems, problem(err, "%s %q does not exist, and this account may not create folders there (creating the probe folder %q: %v); create %q on the server, or allow the account to create folders",
+					f.key, f.name, probe, err, f.name))
+				continue
+			}
+			r.Verified = append(r.Verified, f.name+" will be created at start-up")
+			if err != nil {
+				r.Warnings = append(r.Warnings, problem(err, "the probe folder %q was created but could not be deleted (%v); delete it by hand", probe, err))
+			}
 		}
 	}
 	if ctx.Err() == nil {
 		c.Logout().Wait()
 	}
-	return errs
+	return r
+}
+
+// folderExists reports whether LIST finds name.
+func folderExists(c *imapclient.Client, name string) (bool, error) {
+	list, err := c.List("", name, nil).Collect()
+	if err != nil {
+		return false, err
+	}
+	for _, d := range list {
+		if d.Mailbox == name || strings.EqualFold(name, "INBOX") && strings.EqualFold(d.Mailbox, "INBOX") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// probeCreate tests whether a folder can be created where name would go
+// (beside it, under the same parent) by creating a probe folder and
+// deleting it again. created reports whether CREATE succeeded; err is the
+// failure of CREATE, or of DELETE when created.
+func probeCreate(c *imapclient.Client, name string) (probe string, created bool, err error) {
+	b := make([]byte, 4)
+	rand.Read(b)
+	probe = "caseintake-check-" + hex.EncodeToString(b)
+	if root, err := c.List("", "", nil).Collect(); err == nil && len(root) > 0 && root[0].Delim != 0 {
+		if i := strings.LastIndexByte(name, byte(root[0].Delim)); i > 0 {
+			probe = name[:i+1] + probe
+		}
+	}
+	if err := c.Create(probe, nil).Wait(); err != nil {
+		return probe, false, err
+	}
+	return probe, true, c.Delete(probe).Wait()
 }
 
 func imapText(e *imap.Error) string {

@@ -43,18 +43,70 @@ func ctx10s(t *testing.T) context.Context {
 
 func TestCheckOK(t *testing.T) {
 	srv := startServer(t, devmail.Options{})
-	if errs := Check(ctx10s(t), mailboxConfig(srv)); len(errs) != 0 {
-		t.Fatalf("errors: %v", errs)
+	deliver(t, srv, "INBOX", testMessage(1, "waiting"))
+	r := Check(ctx10s(t), mailboxConfig(srv))
+	if len(r.Problems)+len(r.Warnings) != 0 {
+		t.Fatalf("problems %v, warnings %v", r.Problems, r.Warnings)
 	}
-	// The processed and quarantine folders were created.
-	for _, f := range []string{"Processed", "Quarantine"} {
-		if _, err := srv.Messages(testUser, f); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
+	want := "logged in as " + testUser + "; INBOX has 1 messages; Processed will be created at start-up; Quarantine will be created at start-up"
+	if got := strings.Join(r.Verified, "; "); got != want {
+		t.Errorf("verified %q\nwant     %q", got, want)
 	}
-	// And a second check is still fine (ALREADYEXISTS).
-	if errs := Check(ctx10s(t), mailboxConfig(srv)); len(errs) != 0 {
-		t.Fatalf("second check: %v", errs)
+	// Check changed nothing: the folders are still missing, and the
+	// probe folders are gone.
+	if folders := srv.Folders(testUser); len(folders) != 1 || folders[0] != "INBOX" {
+		t.Errorf("folders after check: %v", folders)
+	}
+	// With the folders in place, check says so.
+	srv.CreateFolder(testUser, "Processed")
+	srv.CreateFolder(testUser, "Quarantine")
+	r = Check(ctx10s(t), mailboxConfig(srv))
+	if len(r.Problems) != 0 || !strings.Contains(strings.Join(r.Verified, "; "), "Processed exists; Quarantine exists") {
+		t.Fatalf("second check: %v %v", r.Problems, r.Verified)
+	}
+}
+
+// A missing processed folder that the account may not create is a
+// problem; an existing one needs no create right.
+func TestCheckCannotCreateFolder(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	srv.CreateFolder(testUser, "Quarantine")
+	srv.RefuseCreate(true)
+	wantOneLine(t, Check(ctx10s(t), mailboxConfig(srv)).Problems, srv.IMAPAddr(),
+		`processed_folder "Processed" does not exist, and this account may not create folders`, "NOPERM", `create "Processed" on the server`)
+}
+
+// A certificate that expires within 14 days is a warning, not a problem.
+func TestCheckCertificateExpiringSoon(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		notAfter time.Time
+		warn     string
+	}{
+		{"in 3 days", now.Add(3*24*time.Hour + time.Hour), "(in 3 days): renew it on the server before then"},
+		{"in 90 days", now.Add(90 * 24 * time.Hour), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tlsCfg, ca := selfSignedCA(t, "127.0.0.1", now.Add(-time.Hour), tc.notAfter)
+			srv := startServer(t, devmail.Options{TLSConfig: tlsCfg, ImplicitTLS: true})
+			cfg := mailboxConfig(srv)
+			cfg.IMAP.Security, cfg.IMAP.CAFile = "tls", ca
+			r := Check(ctx10s(t), cfg)
+			if len(r.Problems) != 0 {
+				t.Fatalf("problems: %v", r.Problems)
+			}
+			if tc.warn == "" {
+				if len(r.Warnings) != 0 {
+					t.Fatalf("warnings: %v", r.Warnings)
+				}
+				return
+			}
+			wantOneLine(t, r.Warnings, srv.IMAPAddr(), "TLS", "certificate", tc.warn, tc.notAfter.UTC().Format("2006-01-02"))
+			if !strings.Contains(strings.Join(r.Verified, "; "), "TLS certificate valid until "+tc.notAfter.UTC().Format("2006-01-02")) {
+				t.Errorf("verified: %v", r.Verified)
+			}
+		})
 	}
 }
 
@@ -62,7 +114,7 @@ func TestCheckWrongPassword(t *testing.T) {
 	srv := startServer(t, devmail.Options{})
 	cfg := mailboxConfig(srv)
 	cfg.IMAP.Password = "hunter2-wrong"
-	msg := wantOneLine(t, Check(ctx10s(t), cfg), srv.IMAPAddr(), "authentication failed", `"`+testUser+`"`, "imap.password")
+	msg := wantOneLine(t, Check(ctx10s(t), cfg).Problems, srv.IMAPAddr(), "authentication failed", `"`+testUser+`"`, "imap.password")
 	if strings.Contains(msg, "hunter2") {
 		t.Fatalf("password leaked: %s", msg)
 	}
@@ -78,14 +130,14 @@ func TestCheckConnectionRefused(t *testing.T) {
 	srv := startServer(t, devmail.Options{})
 	cfg := mailboxConfig(srv)
 	cfg.IMAP.Port = addr.Port
-	wantOneLine(t, Check(ctx10s(t), cfg), addr.String(), "connection refused", "imap.port")
+	wantOneLine(t, Check(ctx10s(t), cfg).Problems, addr.String(), "connection refused", "imap.port")
 }
 
 func TestCheckFolderMissing(t *testing.T) {
 	srv := startServer(t, devmail.Options{})
 	cfg := mailboxConfig(srv)
 	cfg.Folder = "Support"
-	wantOneLine(t, Check(ctx10s(t), cfg), srv.IMAPAddr(), `folder "Support" does not exist`)
+	wantOneLine(t, Check(ctx10s(t), cfg).Problems, srv.IMAPAddr(), `folder "Support" does not exist`)
 }
 
 func TestCheckTLS(t *testing.T) {
@@ -123,7 +175,7 @@ func TestCheckTLS(t *testing.T) {
 			cfg := mailboxConfig(srv)
 			cfg.IMAP.Security = tc.security
 			cfg.IMAP.CAFile = tc.caFile
-			errs := Check(ctx10s(t), cfg)
+			errs := Check(ctx10s(t), cfg).Problems
 			if tc.want == nil {
 				if len(errs) != 0 {
 					t.Fatalf("errors: %v", errs)

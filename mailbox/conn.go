@@ -169,6 +169,12 @@ func authenticate(c *imapclient.Client, s config.Server, cred credentials) error
 // login. newMail, when not nil, gets a non-blocking token whenever the
 // server announces a new message count (EXISTS); it should have capacity 1.
 func dial(ctx context.Context, s config.Server, newMail chan<- struct{}) (*imapclient.Client, imap.CapSet, error) {
+	return dialObserved(ctx, s, newMail, nil)
+}
+
+// dialObserved is dial; observe, when not nil, is given the TLS connection
+// state once the server's certificate has been verified (for check).
+func dialObserved(ctx context.Context, s config.Server, newMail chan<- struct{}, observe func(tls.ConnectionState)) (*imapclient.Client, imap.CapSet, error) {
 	addr := serverAddr(s)
 	fail := func(stage string, err error) error { return &dialError{stage: stage, addr: addr, err: err} }
 
@@ -181,6 +187,13 @@ func dial(ctx context.Context, s config.Server, newMail chan<- struct{}) (*imapc
 	case "tls", "starttls":
 		if tlsCfg, err = newTLSConfig(s); err != nil {
 			return nil, nil, fail(stageConfig, err)
+		}
+		if observe != nil {
+			// Runs after the normal verification has passed.
+			tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				observe(cs)
+				return nil
+			}
 		}
 	case "none":
 	default:

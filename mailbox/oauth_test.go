@@ -40,7 +40,7 @@ func TestOAuthTokenFile(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "imap.token")
 			writeToken(t, path, "token-1")
 			cfg := oauthConfig(srv, auth, config.OAuth{TokenFile: path})
-			if errs := Check(ctx10s(t), cfg); len(errs) != 0 {
+			if errs := Check(ctx10s(t), cfg).Problems; len(errs) != 0 {
 				t.Fatalf("check with a valid token: %v", errs)
 			}
 
@@ -48,7 +48,7 @@ func TestOAuthTokenFile(t *testing.T) {
 			// a new one, the login is refused, and the line says why.
 			srv.RevokeToken("token-1")
 			mech := map[string]string{config.AuthXOAuth2: "XOAUTH2", config.AuthOAuthBearer: "OAUTHBEARER"}[auth]
-			msg := wantOneLine(t, Check(ctx10s(t), cfg), srv.IMAPAddr(),
+			msg := wantOneLine(t, Check(ctx10s(t), cfg).Problems, srv.IMAPAddr(),
 				"refused the "+mech+" token", `"`+testUser+`"`, "token file "+path, "expired", "imap.oauth")
 			if strings.Contains(msg, "token-1") {
 				t.Fatalf("token leaked: %s", msg)
@@ -56,7 +56,7 @@ func TestOAuthTokenFile(t *testing.T) {
 
 			srv.AddToken(testUser, "token-2")
 			writeToken(t, path, "token-2")
-			if errs := Check(ctx10s(t), cfg); len(errs) != 0 {
+			if errs := Check(ctx10s(t), cfg).Problems; len(errs) != 0 {
 				t.Fatalf("check after the helper refreshed the token: %v", errs)
 			}
 		})
@@ -87,22 +87,22 @@ func TestOAuthBuiltInFlow(t *testing.T) {
 
 	good := config.OAuth{Provider: config.ProviderMicrosoft, TokenURL: hs.URL + "/tenant/oauth2/v2.0/token",
 		ClientID: "caseintake-app", ClientSecret: "client-s3cret"}
-	if errs := Check(ctx10s(t), oauthConfig(srv, config.AuthXOAuth2, good)); len(errs) != 0 {
+	if errs := Check(ctx10s(t), oauthConfig(srv, config.AuthXOAuth2, good)).Problems; len(errs) != 0 {
 		t.Fatalf("client credentials: %v", errs)
 	}
 	refresh := good
 	refresh.RefreshToken = "refresh-1"
-	if errs := Check(ctx10s(t), oauthConfig(srv, config.AuthOAuthBearer, refresh)); len(errs) != 0 {
+	if errs := Check(ctx10s(t), oauthConfig(srv, config.AuthOAuthBearer, refresh)).Problems; len(errs) != 0 {
 		t.Fatalf("refresh token: %v", errs)
 	}
 
 	bad := good
 	bad.ClientSecret = "wrong-s3cret"
-	msg := wantOneLine(t, Check(ctx10s(t), oauthConfig(srv, config.AuthXOAuth2, bad)), srv.IMAPAddr(),
+	msg := wantOneLine(t, Check(ctx10s(t), oauthConfig(srv, config.AuthXOAuth2, bad)).Problems, srv.IMAPAddr(),
 		"imap.oauth: token endpoint refused the client credentials (invalid_client", "check imap.oauth.client_id/client_secret")
 	expired := refresh
 	expired.RefreshToken = "refresh-expired"
-	msg += wantOneLine(t, Check(ctx10s(t), oauthConfig(srv, config.AuthXOAuth2, expired)), srv.IMAPAddr(),
+	msg += wantOneLine(t, Check(ctx10s(t), oauthConfig(srv, config.AuthXOAuth2, expired)).Problems, srv.IMAPAddr(),
 		"imap.oauth: token endpoint refused the refresh token (invalid_grant", "expired or was revoked", "imap.oauth.refresh_token_file")
 	for _, secret := range []string{"s3cret", "refresh-"} {
 		if strings.Contains(msg, secret) {

@@ -102,7 +102,7 @@ func (s *Sender) auth(c *smtp.Client, token string) error {
 			return nil
 		}
 		if err := c.Auth(sasl.NewPlainClient("", s.cfg.Username, s.cfg.Password)); err != nil {
-			return fmt.Errorf("authentication as %s failed: %w", s.cfg.Username, err)
+			return &passwordRefusedError{user: s.cfg.Username, err: err}
 		}
 		return nil
 	}
@@ -120,6 +120,18 @@ func (s *Sender) auth(c *smtp.Client, token string) error {
 	}
 	return nil
 }
+
+// passwordRefusedError is a failed AUTH PLAIN.
+type passwordRefusedError struct {
+	user string
+	err  error
+}
+
+func (e *passwordRefusedError) Error() string {
+	return fmt.Sprintf("authentication as %s failed: %v", e.user, e.err)
+}
+
+func (e *passwordRefusedError) Unwrap() error { return e.err }
 
 // TokenRefusedError is an SMTP login refused although an OAuth token was
 // presented.
@@ -212,21 +224,7 @@ func Permanent(err error) bool {
 func describeNetErr(err error) error {
 	var certErr *tls.CertificateVerificationError
 	if errors.As(err, &certErr) {
-		return fmt.Errorf("TLS certificate not trusted (%v): fix the server's certificate or set ca_file to the CA that signed it", certErr.Err)
+		return fmt.Errorf("TLS certificate not trusted (%w): fix the server's certificate or set ca_file to the CA that signed it", certErr.Err)
 	}
 	return err
-}
-
-// Check connects, says EHLO, upgrades to TLS and authenticates as the
-// daemon would, without sending anything. Each problem is one line.
-func (s *Sender) Check(ctx context.Context) error {
-	c, done, err := s.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer done()
-	if err := c.Noop(); err != nil {
-		return fmt.Errorf("smtp %s: %w", s.cfg.Addr(), err)
-	}
-	return c.Quit()
 }
