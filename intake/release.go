@@ -56,7 +56,7 @@ func (p *Pipeline) Release(seq uint64, rel Release) (*store.Decision, error) {
 	if err != nil {
 		return nil, err
 	}
-	subject := strings.TrimSpace(notify.HeaderText(rel.Subject))
+	subject := notify.HeaderText(rel.Subject)
 	if subject == "" {
 		subject = classify.StripReplyPrefixes(msg.Subject)
 	}

@@ -195,7 +195,11 @@ func printQuarantineRecord(w io.Writer, v *api.QuarantineView) {
 		first, _, _ := strings.Cut(d.Signal, "\n")
 		fmt.Fprintf(w, "%s: %s\n", line, first)
 	}
-	if v.SettledBy == nil {
+	switch {
+	case v.SettledBy != nil:
+	case q.RawRef == "":
+		fmt.Fprintf(w, "next: raise max_message_size and move the message from the quarantine folder back to the inbox, or caseintake quarantine release %d --requester EMAIL to open a case by hand\n", q.Seq)
+	default:
 		fmt.Fprintf(w, "next: caseintake quarantine retry %d (after a fix), or caseintake quarantine release %d [--requester EMAIL] to open a case by hand\n", q.Seq, q.Seq)
 	}
 }
