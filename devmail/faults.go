@@ -53,6 +53,11 @@ func (f Fault) String() string {
 type FaultProxy struct {
 	Host string
 	Port int
+	// OnCommand, when set (before the first connection), sees every line
+	// the client sends before the server does: a test can change the
+	// mailbox between two commands, e.g. expunge a message after the
+	// client's SEARCH and before its FETCH.
+	OnCommand func(line string)
 
 	target string
 	ln     net.Listener
@@ -284,6 +289,9 @@ func (p *FaultProxy) clientToServer(pc *proxyConn, client, server net.Conn) {
 			}
 			if !p.gate(pc.done) {
 				return
+			}
+			if p.OnCommand != nil {
+				p.OnCommand(line)
 			}
 			if _, werr := io.WriteString(server, line); werr != nil {
 				return

@@ -66,16 +66,20 @@ type observed struct {
 	ch   chan struct{}
 }
 
-func (o *observed) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Disposition {
-	d := o.p.Handle(ctx, in)
+func (o *observed) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Staged {
+	return o.p.Stage(ctx, in)
+}
+
+func (o *observed) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
+	ds := o.p.Commit(ctx, batch)
 	o.mu.Lock()
-	o.seen = append(o.seen, d)
+	o.seen = append(o.seen, ds...)
 	o.mu.Unlock()
 	select {
 	case o.ch <- struct{}{}:
 	default:
 	}
-	return d
+	return ds
 }
 
 func (o *observed) retries() []string {

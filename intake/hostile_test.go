@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -112,4 +113,42 @@ func TestPanickingMessageQuarantinedOnce(t *testing.T) {
 		t.Fatalf("%d decisions about the panicking message, want 1 (not retried)", len(ds))
 	}
 	var _ mailbox.Handler = broken
+}
+
+// Messages committed together share one transaction; when one of them
+// panics, the others are still committed and only that one is
+// quarantined.
+func TestPanicInABatchQuarantinesOnlyThatMessage(t *testing.T) {
+	h := newHarness(t, harnessOpts{noWorkers: true})
+	// Without a renderer a new case panics; an out-of-office needs none.
+	broken := New(h.store, nil, Options{OwnAddresses: []string{supportAddr}, Now: h.clock.Now}, h.pipeline.log, nil)
+	raws := []string{
+		msg("carol@customer.example", "Out of Office", "ooo-batch@customer.example", "Auto-Submitted: auto-replied"),
+		msg("alice@customer.example", "Boom", "boom-batch@customer.example"),
+		msg("dave@customer.example", "Abwesenheitsnotiz", "ooo2-batch@customer.example", "Auto-Submitted: auto-replied"),
+	}
+	var batch []mailbox.Staged
+	for i, raw := range raws {
+		batch = append(batch, broken.Stage(context.Background(), &mailbox.Incoming{Mailbox: "support", UIDValidity: 1,
+			UID: uint32(i + 1), Size: int64(len(raw)), Body: strings.NewReader(raw)}))
+	}
+	ds := broken.Commit(context.Background(), batch)
+	want := []mailbox.Action{mailbox.Ack, mailbox.Quarantine, mailbox.Ack}
+	for i, d := range ds {
+		if d.Action != want[i] {
+			t.Errorf("message %d: %v (%s), want %v", i+1, d.Action, d.Reason, want[i])
+		}
+	}
+	for id, outcome := range map[string]string{
+		"ooo-batch@customer.example":  store.OutcomeIgnored + ":automated",
+		"boom-batch@customer.example": store.OutcomeQuarantined + ":panic",
+		"ooo2-batch@customer.example": store.OutcomeIgnored + ":automated",
+	} {
+		if ds, _ := h.store.Trace(id); len(ds) != 1 || ds[0].Outcome != outcome {
+			t.Errorf("%s: decisions %+v, want one %s", id, ds, outcome)
+		}
+	}
+	if n := len(h.allCases()); n != 0 {
+		t.Fatalf("%d cases from a panicking decision (its transaction must roll back)", n)
+	}
 }

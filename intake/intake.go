@@ -86,68 +86,209 @@ func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, on
 
 var _ mailbox.Handler = (*Pipeline)(nil)
 
-// Handle decides one message. It returns Ack only after the decision is
-// committed, Quarantine for a message that cannot become a case (also
-// committed), and Retry when the store could not take it (disk full, I/O
-// error): the message stays on the server.
-func (p *Pipeline) Handle(ctx context.Context, in *mailbox.Incoming) (disp mailbox.Disposition) {
-	log := p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", in.MessageID)
-	if d, err := p.store.DecisionByUID(in.Mailbox, in.UIDValidity, in.UID); err != nil {
-		log.Error("cannot read the store; will retry", "err", err)
-		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
-	} else if d != nil {
-		log.Info("already decided before a restart; acknowledging again", "outcome", d.Outcome, "case", d.CaseID)
-		return dispositionOf(d)
+// staged is one message between Stage and Commit: either its answer is
+// already known (disp), or it waits for a quarantine record (reason) or a
+// decision (msg).
+type staged struct {
+	log    *slog.Logger
+	base   store.Decision
+	disp   *mailbox.Disposition
+	reason string // quarantine reason; base.Signal holds the detail
+	msg    *classify.Message
+}
+
+// Stage stores one message's bytes (not yet durable) and parses them;
+// Commit decides it. A message decided before a restart is answered as it
+// was then, and a raw store that cannot take the bytes (disk full, I/O
+// error) answers Retry: the message stays on the server.
+func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Staged {
+	st := &staged{log: p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", in.MessageID)}
+	answer := func(d mailbox.Disposition) mailbox.Staged {
+		st.disp = &d
+		return st
 	}
-	base := store.Decision{Mailbox: in.Mailbox, UIDValidity: in.UIDValidity, UID: in.UID,
+	if d, err := p.store.DecisionByUID(in.Mailbox, in.UIDValidity, in.UID); err != nil {
+		st.log.Error("cannot read the store; will retry", "err", err)
+		return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
+	} else if d != nil {
+		st.log.Info("already decided before a restart; acknowledging again", "outcome", d.Outcome, "case", d.CaseID)
+		return answer(dispositionOf(d))
+	}
+	st.base = store.Decision{Mailbox: in.Mailbox, UIDValidity: in.UIDValidity, UID: in.UID,
 		MessageID: in.MessageID, Size: in.Size, ReceivedAt: in.InternalDate}
 	if in.Oversize || in.Body == nil {
-		base.MessageKey = in.MessageID
-		return p.quarantine(log, base, "too-large", fmt.Sprintf("RFC822.SIZE %d bytes is over max_message_size; not downloaded, left in the quarantine folder", in.Size))
+		st.base.MessageKey = in.MessageID
+		st.reason, st.base.Signal = "too-large", fmt.Sprintf("RFC822.SIZE %d bytes is over max_message_size; not downloaded, left in the quarantine folder", in.Size)
+		return st
 	}
-	ref, size, err := p.store.WriteRaw(in.Body)
+	ref, size, err := p.store.StageRaw(in.Body)
 	if err != nil {
-		log.Error("cannot store the raw message (disk full or not writable?); left on the server, will retry", "err", err)
-		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+		st.log.Error("cannot store the raw message (disk full or not writable?); left on the server, will retry", "err", err)
+		return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
 	}
-	base.RawRef, base.Size = ref, size
-	log = log.With("raw", ref)
+	st.base.RawRef, st.base.Size = ref, size
+	st.log = st.log.With("raw", ref)
 
 	msg, perr := p.parse(ref)
 	if perr != nil {
-		base.MessageKey = ref
+		st.base.MessageKey = ref
 		if msg != nil && msg.MessageID != "" {
-			base.MessageKey = msg.MessageID
+			st.base.MessageKey = msg.MessageID
 		}
-		reason := "unparseable"
+		st.reason, st.base.Signal = "unparseable", perr.Error()
 		var pe *classify.ParseError
 		if errors.As(perr, &pe) {
-			reason = pe.Reason
+			st.reason = pe.Reason
 		}
-		return p.quarantine(log, base, reason, perr.Error())
+		return st
 	}
-	base.MessageID, base.From, base.Subject, base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
-	base.MessageKey = msg.MessageID
-	if base.MessageKey == "" {
-		base.MessageKey = ref
+	st.base.MessageID, st.base.From, st.base.Subject, st.base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
+	st.base.MessageKey = msg.MessageID
+	if st.base.MessageKey == "" {
+		st.base.MessageKey = ref
 	}
-	log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID)
+	st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID, "raw", ref)
+	st.msg = msg
+	return st
+}
 
-	d, queued, err := p.commit(base, msg)
-	var pe *panicError
-	if errors.As(err, &pe) {
-		log.Error("deciding the message panicked; quarantining it", "panic", pe.value, "stack", pe.stack)
-		return p.quarantine(log, base, "panic", fmt.Sprintf("processing panicked: %v", pe.value))
+// Commit makes the staged messages' bytes durable with one sync and
+// decides them in order in one transaction, so a batch costs one fsync of
+// each kind however many messages it holds. Should that transaction fail
+// (a panic in the decision logic, a full disk), each message is committed
+// on its own, so one bad message is quarantined and the others go through.
+// It answers Ack only for a committed decision, Quarantine for a message
+// that cannot become a case (also committed), and Retry when the store
+// could not take it.
+func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
+	items := make([]*staged, len(batch))
+	var pending []*staged
+	for i, v := range batch {
+		items[i] = v.(*staged)
+		if items[i].disp == nil {
+			pending = append(pending, items[i])
+		}
 	}
+	if len(pending) > 0 {
+		if err := p.store.SyncRaw(); err != nil {
+			for _, st := range pending {
+				st.log.Error("cannot make the raw message durable; left on the server, will retry", "err", err)
+				st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+			}
+		} else if !p.commitTogether(pending) {
+			for _, st := range pending {
+				p.commitAlone(st)
+			}
+		}
+	}
+	out := make([]mailbox.Disposition, len(items))
+	for i, st := range items {
+		out[i] = *st.disp
+	}
+	return out
+}
+
+// Handle stages and commits one message.
+func (p *Pipeline) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Disposition {
+	return p.Commit(ctx, []mailbox.Staged{p.Stage(ctx, in)})[0]
+}
+
+// commitTogether records every pending message in one transaction and
+// reports whether it was committed.
+func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
+	decided := make([]store.Decision, len(pending))
+	queued := 0
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Warn("deciding a batch panicked; committing its messages one by one", "panic", fmt.Sprint(r), "messages", len(pending))
+			ok = false
+		}
+	}()
+	err := p.store.Update(func(tx *store.Tx) error {
+		queued = 0
+		for i, st := range pending {
+			d := &decided[i]
+			*d = st.base
+			if st.msg == nil {
+				if err := p.recordQuarantine(tx, d, st.reason); err != nil {
+					return err
+				}
+				continue
+			}
+			n, err := p.decide(tx, d, st.msg)
+			if err != nil {
+				return err
+			}
+			if err := tx.RecordDecision(d); err != nil {
+				return err
+			}
+			queued += n
+		}
+		return nil
+	})
 	if err != nil {
-		log.Error("cannot commit; left on the server, will retry", "err", err)
-		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+		if len(pending) > 1 {
+			p.log.Warn("cannot commit a batch; committing its messages one by one", "err", err, "messages", len(pending))
+		}
+		return len(pending) == 1 && p.failed(pending[0], err)
 	}
-	log.Info("message decided", "outcome", d.Outcome, "signal", d.Signal, "case", d.CaseID)
+	for i, st := range pending {
+		p.decided(st, &decided[i])
+	}
 	if queued > 0 {
 		p.onCommit()
 	}
-	return dispositionOf(d)
+	return true
+}
+
+// commitAlone records one message in a transaction of its own.
+func (p *Pipeline) commitAlone(st *staged) {
+	if st.msg == nil {
+		d := st.base
+		err := p.store.Update(func(tx *store.Tx) error { return p.recordQuarantine(tx, &d, st.reason) })
+		if err != nil {
+			p.failed(st, err)
+			return
+		}
+		p.decided(st, &d)
+		return
+	}
+	d, queued, err := p.commit(st.base, st.msg)
+	var pe *panicError
+	if errors.As(err, &pe) {
+		st.log.Error("deciding the message panicked; quarantining it", "panic", pe.value, "stack", pe.stack)
+		st.msg, st.reason, st.base.Signal = nil, "panic", fmt.Sprintf("processing panicked: %v", pe.value)
+		p.commitAlone(st)
+		return
+	}
+	if err != nil {
+		p.failed(st, err)
+		return
+	}
+	p.decided(st, d)
+	if queued > 0 {
+		p.onCommit()
+	}
+}
+
+// failed answers Retry for a message whose commit failed; it reports true
+// (the message is answered).
+func (p *Pipeline) failed(st *staged, err error) bool {
+	st.log.Error("cannot commit; left on the server, will retry", "err", err)
+	st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	return true
+}
+
+// decided logs a committed decision and answers for its message.
+func (p *Pipeline) decided(st *staged, d *store.Decision) {
+	disp := dispositionOf(d)
+	if st.msg == nil {
+		st.log.Warn("message quarantined", "reason", st.reason, "detail", firstLine(d.Signal))
+		disp.Reason = st.reason + ": " + firstLine(d.Signal)
+	} else {
+		st.log.Info("message decided", "outcome", d.Outcome, "signal", d.Signal, "case", d.CaseID)
+	}
+	st.disp = &disp
 }
 
 // panicError is a panic in the decision logic, turned into an error so the
@@ -245,24 +386,17 @@ func (p *Pipeline) parse(ref string) (msg *classify.Message, err error) {
 	return classify.Parse(f, p.opts.Limits)
 }
 
-func (p *Pipeline) quarantine(log *slog.Logger, d store.Decision, reason, detail string) mailbox.Disposition {
+// recordQuarantine records d as quarantined for reason (d.Signal holds the
+// detail), unless this very message was recorded so before a restart.
+func (p *Pipeline) recordQuarantine(tx *store.Tx, d *store.Decision, reason string) error {
 	d.Outcome = store.OutcomeQuarantined + ":" + reason
-	d.Signal = detail
 	d.DecidedAt = p.opts.Now()
-	err := p.store.Update(func(tx *store.Tx) error {
-		if prev, err := tx.DecisionByKey(d.MessageKey); err != nil {
-			return err
-		} else if prev != nil && prev.Mailbox == d.Mailbox && prev.UID == d.UID {
-			return nil
-		}
-		return tx.RecordDecision(&d)
-	})
-	if err != nil {
-		log.Error("cannot record quarantine; left on the server, will retry", "err", err)
-		return mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	if prev, err := tx.DecisionByKey(d.MessageKey); err != nil {
+		return err
+	} else if prev != nil && prev.Mailbox == d.Mailbox && prev.UID == d.UID {
+		return nil
 	}
-	log.Warn("message quarantined", "reason", reason, "detail", firstLine(detail))
-	return mailbox.Disposition{Action: mailbox.Quarantine, Reason: reason + ": " + firstLine(detail)}
+	return tx.RecordDecision(d)
 }
 
 func firstLine(s string) string {

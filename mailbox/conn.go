@@ -304,30 +304,29 @@ func ensureFolder(c *imapclient.Client, name string) error {
 	return fmt.Errorf("create folder %q: %w", name, err)
 }
 
-// moveTo moves one message to dest. With MOVE it is one command. Without,
-// it is COPY (checked), STORE +FLAGS.SILENT \Deleted and, with UIDPLUS,
-// UID EXPUNGE of that UID only; without UIDPLUS the message stays flagged
+// moveTo moves the messages of set to dest. With MOVE it is one command.
+// Without, it is COPY (checked), STORE +FLAGS.SILENT \Deleted and, with
+// UIDPLUS, UID EXPUNGE of those UIDs only; without UIDPLUS they stay flagged
 // \Deleted for the server to expunge. Never a plain EXPUNGE (it would purge
 // other clients' \Deleted mail), and never Client.Move's own fallback
 // (which pipelines the three commands without checking COPY).
-func moveTo(c *imapclient.Client, caps imap.CapSet, uid uint32, dest string) error {
-	set := imap.UIDSetNum(imap.UID(uid))
+func moveTo(c *imapclient.Client, caps imap.CapSet, set imap.UIDSet, dest string) error {
 	if caps.Has(imap.CapMove) {
 		if _, err := c.Move(set, dest).Wait(); err != nil {
-			return fmt.Errorf("move uid %d to %q: %w", uid, dest, err)
+			return fmt.Errorf("move uid %s to %q: %w", set, dest, err)
 		}
 		return nil
 	}
 	if _, err := c.Copy(set, dest).Wait(); err != nil {
-		return fmt.Errorf("copy uid %d to %q: %w", uid, dest, err)
+		return fmt.Errorf("copy uid %s to %q: %w", set, dest, err)
 	}
 	deleted := &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}
 	if err := c.Store(set, deleted, nil).Close(); err != nil {
-		return fmt.Errorf("flag uid %d deleted: %w", uid, err)
+		return fmt.Errorf("flag uid %s deleted: %w", set, err)
 	}
 	if caps.Has(imap.CapUIDPlus) {
 		if err := c.UIDExpunge(set).Close(); err != nil {
-			return fmt.Errorf("uid expunge %d: %w", uid, err)
+			return fmt.Errorf("uid expunge %s: %w", set, err)
 		}
 	}
 	return nil

@@ -94,7 +94,7 @@ func TestConnectionDroppedMidFetchRefetchesWholeMessage(t *testing.T) {
 	if in, done := messages(t, srv, "INBOX"), messages(t, srv, "Processed"); len(in) != 0 || len(done) != 1 {
 		t.Fatalf("INBOX has %d, Processed %d messages; want 0 and 1", len(in), len(done))
 	}
-	if n := r.log.count(t, "WARN", "message not finished; it will be offered again"); n != 1 {
+	if n := r.log.count(t, "WARN", "messages not finished; they will be offered again"); n != 1 {
 		t.Errorf("%d warnings about the unfinished message, want 1", n)
 	}
 }
@@ -174,7 +174,7 @@ func TestSilentDeadConnectionDetectedWithinLiveness(t *testing.T) {
 // not hours, and reconnect backoff grows to minutes.
 func TestDefaultLivenessAndBackoffAreMinutes(t *testing.T) {
 	cfg := config.Mailbox{PollInterval: 30 * time.Second}
-	w := NewWorker(cfg, newHandler(nil), newCursors(), nil)
+	w := NewWorker(cfg, OneByOne(newHandler(nil)), newCursors(), nil)
 	if live := w.cfg.PollInterval + w.stepTimeout; live > 5*time.Minute {
 		t.Errorf("liveness bound %v with poll_interval 30s, want ≤ 5m", live)
 	}

@@ -281,7 +281,12 @@ type running struct {
 }
 
 // newWorker builds a worker with fast reconnects and an event recorder.
-func newWorker(t *testing.T, cfg config.Mailbox, h Handler, cs CursorStore) *running {
+func newWorker(t *testing.T, cfg config.Mailbox, h MessageHandler, cs CursorStore) *running {
+	return newBatchWorker(t, cfg, OneByOne(h), cs)
+}
+
+// newBatchWorker is newWorker for a Handler that commits whole batches.
+func newBatchWorker(t *testing.T, cfg config.Mailbox, h Handler, cs CursorStore) *running {
 	log, lc := testLog(t)
 	w := NewWorker(cfg, h, cs, log)
 	w.backoffMin = 10 * time.Millisecond
@@ -300,7 +305,7 @@ func (r *running) start(t *testing.T) *running {
 	return r
 }
 
-func startWorker(t *testing.T, cfg config.Mailbox, h Handler, cs CursorStore) *running {
+func startWorker(t *testing.T, cfg config.Mailbox, h MessageHandler, cs CursorStore) *running {
 	return newWorker(t, cfg, h, cs).start(t)
 }
 

@@ -59,19 +59,54 @@ type Disposition struct {
 	Reason string // logged; required in spirit for Quarantine and Retry
 }
 
-// Handler receives the messages of a mailbox, one at a time, in UID
-// order. Handle must return only once the message's effect is durable when
-// it answers Ack: the message leaves the folder right afterwards.
+// Handler receives the messages of a mailbox in batches, in UID order: the
+// worker fetches a batch with one command and calls Stage for each message
+// while its body streams in, then Commit once for the whole batch, and
+// moves the messages to the processed or quarantine folder only after
+// Commit has returned. So a handler can make many messages durable with
+// one fsync, and Commit must return only once the effects it answers Ack
+// or Quarantine for are durable.
 //
 // ctx ends when the poll step's deadline passes, or about 10 s after the
-// worker was asked to stop (so that a message in hand can be finished). A
-// panic in Handle is recovered and the message quarantined.
+// worker was asked to stop (so that the batch in hand can be finished; no
+// message is staged after the stop request). A panic in Stage is recovered
+// and the message quarantined; a panic in Commit leaves the batch for the
+// next cycle, so a handler isolates single messages' failures itself.
 type Handler interface {
+	// Stage takes in one message; in.Body is valid only until it returns.
+	Stage(ctx context.Context, in *Incoming) Staged
+	// Commit makes the staged messages' effects durable, in the order
+	// staged, and answers for each.
+	Commit(ctx context.Context, batch []Staged) []Disposition
+}
+
+// Staged is what a Handler's Stage returns and its Commit gets back.
+type Staged any
+
+// MessageHandler handles one message at a time: Handle returns only once
+// the message's effect is durable when it answers Ack.
+type MessageHandler interface {
 	Handle(ctx context.Context, in *Incoming) Disposition
 }
 
-// HandlerFunc adapts a function to Handler (for wrapping one, e.g. with
-// metrics).
+// OneByOne adapts a MessageHandler to Handler: each message is handled
+// (and made durable) in Stage; Commit only hands the answers back.
+func OneByOne(h MessageHandler) Handler { return oneByOne{h} }
+
+type oneByOne struct{ h MessageHandler }
+
+func (o oneByOne) Stage(ctx context.Context, in *Incoming) Staged { return o.h.Handle(ctx, in) }
+
+func (o oneByOne) Commit(_ context.Context, batch []Staged) []Disposition {
+	ds := make([]Disposition, len(batch))
+	for i, v := range batch {
+		ds[i] = v.(Disposition)
+	}
+	return ds
+}
+
+// HandlerFunc adapts a function to a MessageHandler (OneByOne makes it a
+// Handler).
 type HandlerFunc func(ctx context.Context, in *Incoming) Disposition
 
 // Handle calls f.

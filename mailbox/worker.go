@@ -341,30 +341,28 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 		return 0, false, err
 	}
 
+	if len(uids) == 0 || ctx.Err() != nil {
+		return 0, false, nil
+	}
+	done, err := w.runBatch(ctx, s, uids, metas)
 	// A message below is still in the folder, so the cursor stays put. In a
 	// continuation batch that is so when an earlier batch held it below
 	// from (it passes every message it can, in order).
 	held := from > s.cur.LastUID
 	for _, uid := range uids {
-		if ctx.Err() != nil {
-			return last, false, nil // stopping: no new message in hand
-		}
-		done := true
-		if m, ok := metas[uid]; ok {
-			if done, err = w.message(ctx, s, uid, m); err != nil {
-				return last, false, err
-			}
-		} else {
-			w.log.Info("message vanished before it could be fetched", "uid", uid, "message_id", "")
-		}
-		if !done {
+		if !done[uid] {
 			held = true
 		} else if !held {
 			s.cur.LastUID = uid
 		}
-		last = uid
 	}
-	return last, more, nil
+	if err != nil {
+		return 0, false, err
+	}
+	if ctx.Err() != nil {
+		return 0, false, nil // stopping: no new batch
+	}
+	return uids[len(uids)-1], more, nil
 }
 
 // scan selects the folder, resets the cursor on a new UIDVALIDITY and
@@ -467,26 +465,135 @@ func (w *Worker) messageContext(ctx context.Context) (context.Context, func()) {
 	}
 }
 
-// message fetches, hands over and acknowledges one message. done reports
-// that the message left the folder (or was already gone), so the cursor
-// may pass it.
-func (w *Worker) message(ctx context.Context, s *sess, uid uint32, m meta) (done bool, err error) {
-	log := w.log.With("uid", uid, "message_id", m.messageID)
-	mctx, release := w.messageContext(ctx)
+// runBatch fetches, stages, commits and acknowledges the messages uids (one
+// poll batch, ascending). done holds the UIDs that left the folder (or were
+// already gone), so the cursor may pass them.
+func (w *Worker) runBatch(ctx context.Context, s *sess, uids []uint32, metas map[uint32]meta) (done map[uint32]bool, err error) {
+	bctx, release := w.messageContext(ctx)
 	defer release()
-	stop := context.AfterFunc(mctx, func() { s.c.Close() })
-	done, err = w.handleMessage(mctx, s, uid, m, log)
+	stop := context.AfterFunc(bctx, func() { s.c.Close() })
+	done, err = w.handleBatch(bctx, ctx, s, uids, metas)
 	if !stop() && err != nil {
-		err = guardErr(mctx, err)
+		err = guardErr(bctx, err)
 	}
 	if err != nil {
-		log.Warn("message not finished; it will be offered again", "err", err)
+		w.log.Warn("messages not finished; they will be offered again", "err", err, "uids", len(uids))
 	}
 	return done, err
 }
 
-func (w *Worker) handleMessage(ctx context.Context, s *sess, uid uint32, m meta, log *slog.Logger) (bool, error) {
-	in := &Incoming{
+// staged is one message of a batch in the handler's hands.
+type staged struct {
+	in  *Incoming
+	val Staged
+	log *slog.Logger
+}
+
+// handleBatch stages every message of the batch as its body streams in
+// (one UID FETCH for all of them), has the handler commit them together,
+// and then moves them in one command per destination. ctx bounds the batch;
+// stopping (outer ending) only stops taking in more messages.
+func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32, metas map[uint32]meta) (map[uint32]bool, error) {
+	done := make(map[uint32]bool, len(uids))
+	var batch []staged
+	take := func(in *Incoming) {
+		log := w.log.With("uid", in.UID, "message_id", in.MessageID)
+		batch = append(batch, staged{in: in, val: w.stage(ctx, in, log), log: log})
+	}
+	var fetchSet imap.UIDSet
+	for _, uid := range uids {
+		m, ok := metas[uid]
+		if !ok {
+			w.log.Info("message vanished before it could be fetched", "uid", uid, "message_id", "")
+			done[uid] = true
+			continue
+		}
+		in := w.incoming(s, uid, m)
+		if in.Oversize {
+			w.log.Warn("message larger than max_message_size: not downloaded", "uid", uid, "message_id", m.messageID,
+				"size", m.size, "max_message_size", w.cfg.MaxMessageSize)
+			take(in)
+			continue
+		}
+		fetchSet.AddNum(imap.UID(uid))
+	}
+	if len(fetchSet) > 0 {
+		taken, _, err := w.fetchBodies(ctx, outer, s, fetchSet, 0, metas, take)
+		var refused *imap.Error
+		if errors.As(err, &refused) {
+			// A NO (say, EXPUNGEISSUED) after the bodies it could send:
+			// the connection is fine, and the rest is fetched alone below.
+			w.log.Info("server refused part of a batch fetch; fetching the rest one by one", "err", err)
+		} else if err != nil {
+			return done, err
+		}
+		// What the batch answer lacked (a server that names the UID only
+		// after the body, a message expunged meanwhile) is fetched alone,
+		// where the UID is known beforehand and silence means it is gone.
+		for _, uid := range uids {
+			if taken[uid] || !fetchSet.Contains(imap.UID(uid)) || outer.Err() != nil {
+				continue
+			}
+			got, seen, err := w.fetchBodies(ctx, outer, s, imap.UIDSetNum(imap.UID(uid)), uid, metas, take)
+			switch {
+			case errors.As(err, &refused):
+				w.log.Warn("server refused to send the message; leaving it for the next cycle", "uid", uid,
+					"message_id", metas[uid].messageID, "err", err)
+			case err != nil:
+				return done, err
+			case !seen[uid]:
+				w.log.Info("message vanished before it could be fetched", "uid", uid, "message_id", metas[uid].messageID)
+				done[uid] = true
+			case !got[uid]:
+				w.log.Warn("server sent no body for the message; leaving it for the next cycle", "uid", uid, "message_id", metas[uid].messageID)
+			}
+		}
+	}
+	if len(batch) == 0 {
+		return done, nil
+	}
+
+	disps := w.commit(ctx, batch)
+	var acked, quarantined imap.UIDSet
+	for i, st := range batch {
+		switch d := disps[i]; d.Action {
+		case Ack:
+			acked.AddNum(imap.UID(st.in.UID))
+		case Quarantine:
+			quarantined.AddNum(imap.UID(st.in.UID))
+		case Retry:
+			st.log.Info("message left in the folder for the next cycle", "reason", d.Reason)
+		default:
+			st.log.Error("handler returned an unknown action; leaving the message for the next cycle", "action", d.Action, "reason", d.Reason)
+		}
+	}
+	for _, mv := range []struct {
+		set  imap.UIDSet
+		dest string
+	}{{acked, w.cfg.ProcessedFolder}, {quarantined, w.cfg.QuarantineFolder}} {
+		if len(mv.set) == 0 {
+			continue
+		}
+		if err := moveTo(s.c, s.caps, mv.set, mv.dest); err != nil {
+			return done, err
+		}
+		for i, st := range batch {
+			if !mv.set.Contains(imap.UID(st.in.UID)) {
+				continue
+			}
+			done[st.in.UID] = true
+			if mv.dest == w.cfg.ProcessedFolder {
+				st.log.Info("message processed", "moved_to", mv.dest, "reason", disps[i].Reason)
+			} else {
+				st.log.Warn("message quarantined", "moved_to", mv.dest, "reason", disps[i].Reason)
+			}
+		}
+	}
+	return done, nil
+}
+
+func (w *Worker) incoming(s *sess, uid uint32, m meta) *Incoming {
+	return &Incoming{
 		Mailbox:      w.cfg.Name,
 		UIDValidity:  s.cur.UIDValidity,
 		UID:          uid,
@@ -495,87 +602,110 @@ func (w *Worker) handleMessage(ctx context.Context, s *sess, uid uint32, m meta,
 		InternalDate: m.date,
 		Oversize:     w.cfg.MaxMessageSize > 0 && m.size > w.cfg.MaxMessageSize,
 	}
+}
 
-	var disp Disposition
-	if in.Oversize {
-		log.Warn("message larger than max_message_size: not downloaded", "size", m.size, "max_message_size", w.cfg.MaxMessageSize)
-		disp = w.callHandler(ctx, in, log)
-	} else {
-		fetch := s.c.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{
-			UID:         true,
-			BodySection: []*imap.FetchItemBodySection{{Peek: true}}, // BODY.PEEK[]: \Seen untouched
-		})
-		var body *bodyReader
-		seen := false
-		for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
-			seen = true
-			for item := msg.Next(); item != nil; item = msg.Next() {
-				bs, ok := item.(imapclient.FetchItemDataBodySection)
-				if !ok || bs.Literal == nil || body != nil {
+// fetchBodies runs one UID FETCH BODY.PEEK[] over set and hands each body
+// to take while it streams. known is the UID when set holds just one (so
+// the order of items in the answer does not matter). It returns the UIDs
+// taken and those the server answered for at all. Once outer ends, no
+// more are taken: the rest of the answer is discarded.
+func (w *Worker) fetchBodies(ctx, outer context.Context, s *sess, set imap.UIDSet, known uint32, metas map[uint32]meta, take func(*Incoming)) (taken, seen map[uint32]bool, err error) {
+	taken, seen = make(map[uint32]bool), make(map[uint32]bool)
+	fetch := s.c.Fetch(set, &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}}, // BODY.PEEK[]: \Seen untouched
+	})
+	for msg := fetch.Next(); msg != nil; msg = fetch.Next() {
+		uid := known
+		for item := msg.Next(); item != nil; item = msg.Next() {
+			switch it := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(it.UID)
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil || uid == 0 || taken[uid] || outer.Err() != nil {
 					continue // the next Next discards unread literal data
+				}
+				m, ok := metas[uid]
+				if !ok || !set.Contains(imap.UID(uid)) {
+					continue
 				}
 				// Hand the literal over while it streams; no other command
 				// may be sent until the fetch has been read to the end.
-				body = &bodyReader{r: bs.Literal, size: bs.Literal.Size()}
+				body := &bodyReader{r: it.Literal, size: it.Literal.Size()}
+				in := w.incoming(s, uid, m)
 				in.Body = body
-				disp = w.callHandler(ctx, in, log)
+				take(in)
+				taken[uid] = true
 				body.close()
 				if body.err != nil {
 					// The connection broke inside the literal. Reading on
 					// (Next discards the rest) would race with the client's
 					// reader goroutine, which has moved past it: drop the
-					// connection instead; the message stays for next time.
+					// connection instead; the messages stay for next time.
 					s.c.Close()
-					return false, fmt.Errorf("read body: %w", body.err)
+					return nil, nil, fmt.Errorf("read body of uid %d: %w", uid, body.err)
 				}
 			}
 		}
-		if err := fetch.Close(); err != nil {
-			return false, fmt.Errorf("uid fetch body: %w", err)
-		}
-		switch {
-		case !seen:
-			log.Info("message vanished before it could be fetched")
-			return true, nil
-		case body == nil:
-			log.Warn("server sent no body for the message; leaving it for the next cycle")
-			return false, nil
-		case body.err != nil:
-			return false, fmt.Errorf("read body: %w", body.err)
+		if uid != 0 {
+			seen[uid] = true
 		}
 	}
-
-	switch disp.Action {
-	case Ack:
-		if err := moveTo(s.c, s.caps, uid, w.cfg.ProcessedFolder); err != nil {
-			return false, err
-		}
-		log.Info("message processed", "moved_to", w.cfg.ProcessedFolder, "reason", disp.Reason)
-		return true, nil
-	case Quarantine:
-		if err := moveTo(s.c, s.caps, uid, w.cfg.QuarantineFolder); err != nil {
-			return false, err
-		}
-		log.Warn("message quarantined", "moved_to", w.cfg.QuarantineFolder, "reason", disp.Reason)
-		return true, nil
-	case Retry:
-		log.Info("message left in the folder for the next cycle", "reason", disp.Reason)
-		return false, nil
-	default:
-		log.Error("handler returned an unknown action; leaving the message for the next cycle", "action", disp.Action, "reason", disp.Reason)
-		return false, nil
+	if err := fetch.Close(); err != nil {
+		return taken, seen, fmt.Errorf("uid fetch body: %w", err)
 	}
+	return taken, seen, nil
 }
 
-// callHandler runs the handler, turning a panic into a quarantine.
-func (w *Worker) callHandler(ctx context.Context, in *Incoming, log *slog.Logger) (d Disposition) {
+// stage hands one message to the handler. A panic quarantines the message
+// without the handler: its Disposition stands in for the staged value.
+func (w *Worker) stage(ctx context.Context, in *Incoming, log *slog.Logger) (v Staged) {
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("handler panicked; quarantining the message", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			d = Disposition{Action: Quarantine, Reason: fmt.Sprintf("panic: %v", r)}
+			v = stagePanic{Disposition{Action: Quarantine, Reason: fmt.Sprintf("panic: %v", r)}}
 		}
 	}()
-	return w.h.Handle(ctx, in)
+	return w.h.Stage(ctx, in)
+}
+
+// stagePanic marks a message whose Stage panicked.
+type stagePanic struct{ d Disposition }
+
+// commit has the handler commit the batch (less the messages whose Stage
+// panicked). A panic here leaves every message for the next cycle: the
+// handler is expected to isolate a single message's failure itself.
+func (w *Worker) commit(ctx context.Context, batch []staged) (disps []Disposition) {
+	disps = make([]Disposition, len(batch))
+	var vals []Staged
+	var at []int // index in batch of each of vals
+	for i, st := range batch {
+		if p, ok := st.val.(stagePanic); ok {
+			disps[i] = p.d
+			continue
+		}
+		vals, at = append(vals, st.val), append(at, i)
+	}
+	if len(vals) == 0 {
+		return disps
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("handler panicked while committing; leaving the messages for the next cycle", "panic", fmt.Sprint(r),
+				"messages", len(vals), "stack", string(debug.Stack()))
+			for _, i := range at {
+				disps[i] = Disposition{Action: Retry, Reason: fmt.Sprintf("panic while committing: %v", r)}
+			}
+		}
+	}()
+	got := w.h.Commit(ctx, vals)
+	if len(got) != len(vals) {
+		panic(fmt.Sprintf("handler answered for %d of %d messages", len(got), len(vals)))
+	}
+	for j, i := range at {
+		disps[i] = got[j]
+	}
+	return disps
 }
 
 // bodyReader passes a literal through, remembering a read error and

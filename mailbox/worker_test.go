@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -500,20 +502,27 @@ func TestVanishedMessageSkipped(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		deliver(t, srv, "INBOX", testMessage(i, "x"))
 	}
-	h := newHandler(func(_ context.Context, in *Incoming, _ int) Disposition {
-		if in.UID == 1 { // another client removes UID 2 meanwhile
-			if err := srv.Remove(testUser, "INBOX", 2); err != nil {
-				panic(err)
-			}
+	p, cfg := startProxy(t, srv)
+	var once sync.Once
+	p.OnCommand = func(line string) {
+		if strings.Contains(line, "BODY.PEEK[]") { // another client expunges UID 2 after our SEARCH
+			once.Do(func() {
+				if err := srv.Remove(testUser, "INBOX", 2); err != nil {
+					panic(err)
+				}
+			})
 		}
-		return Disposition{Action: Ack}
-	})
+	}
+	h := newHandler(nil)
 	cs := newCursors()
-	startWorker(t, mailboxConfig(srv), h, cs)
+	r := startWorker(t, cfg, h, cs)
 	cs.waitLastUID(t, "support", 3)
 	calls := h.waitCalls(t, 2)
 	if len(calls) != 2 || calls[0].in.UID != 1 || calls[1].in.UID != 3 {
 		t.Fatalf("handled %d calls: %+v", len(calls), calls)
+	}
+	if n := r.log.count(t, "INFO", "message vanished before it could be fetched"); n != 1 {
+		t.Errorf("%d notes about the vanished message, want 1", n)
 	}
 }
 
@@ -576,4 +585,71 @@ func TestMissingFolderRetriedQuietly(t *testing.T) {
 	deliver(t, srv, "Support", testMessage(1, "x"))
 	r.w.Kick()
 	cs.waitLastUID(t, "support", 1)
+}
+
+// batchHandler commits whole batches, remembering each batch's UIDs, and
+// answers Retry for the UIDs in retry.
+type batchHandler struct {
+	mu      sync.Mutex
+	retry   map[uint32]bool
+	commits [][]uint32
+	inbox   func() []uint32 // the INBOX at commit time
+	before  [][]uint32
+}
+
+func (h *batchHandler) Stage(_ context.Context, in *Incoming) Staged {
+	if _, err := io.Copy(io.Discard, in.Body); err != nil {
+		return Disposition{Action: Retry, Reason: err.Error()}
+	}
+	return in.UID
+}
+
+func (h *batchHandler) Commit(_ context.Context, batch []Staged) []Disposition {
+	var uids []uint32
+	ds := make([]Disposition, len(batch))
+	for i, v := range batch {
+		uid := v.(uint32)
+		uids = append(uids, uid)
+		if h.retry[uid] {
+			ds[i] = Disposition{Action: Retry, Reason: "test"}
+		}
+	}
+	inbox := h.inbox()
+	h.mu.Lock()
+	h.commits = append(h.commits, uids)
+	h.before = append(h.before, inbox)
+	h.mu.Unlock()
+	return ds
+}
+
+// A backlog is fetched, committed and moved a batch at a time: one Commit
+// for the batch, in UID order, before any message leaves the INBOX; a
+// message the handler leaves holds the cursor below it.
+func TestBacklogCommittedAsOneBatchBeforeAnyMove(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 6; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	h := &batchHandler{retry: map[uint32]bool{4: true}}
+	h.inbox = func() []uint32 { return uidsOf(messages(t, srv, "INBOX")) }
+	cs := newCursors()
+	r := newBatchWorker(t, mailboxConfig(srv), h, cs)
+	r.w.batch = 4
+	r.start(t)
+	r.waitEvent(t, "cycle", 2) // [1 2 3 4], then at once [5 6]
+	h.mu.Lock()
+	commits, before := h.commits, h.before
+	h.mu.Unlock()
+	if len(commits) != 2 || !slices.Equal(commits[0], []uint32{1, 2, 3, 4}) || !slices.Equal(commits[1], []uint32{5, 6}) {
+		t.Fatalf("commits = %v, want [[1 2 3 4] [5 6]]", commits)
+	}
+	if !slices.Equal(before[0], []uint32{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("INBOX at the first commit = %v: messages moved before their commit", before[0])
+	}
+	if got := h.inbox(); !slices.Equal(got, []uint32{4}) {
+		t.Fatalf("INBOX = %v, want [4] (left by the handler)", got)
+	}
+	if c := cs.get("support"); c.LastUID != 3 {
+		t.Fatalf("cursor at UID %d, want 3: UID 4 is still in the folder", c.LastUID)
+	}
 }

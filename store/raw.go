@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 const rawDir = "raw"
@@ -17,11 +19,24 @@ const rawDir = "raw"
 const RawPrefix = "sha256:"
 
 // WriteRaw streams a message's exact bytes into the content-addressed raw
-// store and returns its reference ("sha256:<hex>") and size. It returns only
-// once the file and its directory are fsync'd, so a transaction that refers
-// to the reference afterwards never points at nothing. Writing the same
-// bytes twice keeps one file.
+// store and returns its reference ("sha256:<hex>") and size, durable: it is
+// StageRaw followed by SyncRaw.
 func (s *Store) WriteRaw(r io.Reader) (ref string, size int64, err error) {
+	if ref, size, err = s.StageRaw(r); err != nil {
+		return "", 0, err
+	}
+	if err := s.SyncRaw(); err != nil {
+		return "", 0, err
+	}
+	return ref, size, nil
+}
+
+// StageRaw streams a message's exact bytes into the content-addressed raw
+// store and returns its reference ("sha256:<hex>") and size. The file is
+// in place but not yet durable: call SyncRaw before a transaction refers to
+// the reference, so that one fsync covers a whole batch of messages.
+// Writing the same bytes twice keeps one file.
+func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	dir := filepath.Join(s.dir, rawDir)
 	f, err := os.CreateTemp(dir, ".incoming-")
 	if err != nil {
@@ -31,9 +46,6 @@ func (s *Store) WriteRaw(r io.Reader) (ref string, size int64, err error) {
 	defer os.Remove(tmp) // no-op after a successful rename
 	h := sha256.New()
 	size, err = io.Copy(io.MultiWriter(f, h), r)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -42,30 +54,44 @@ func (s *Store) WriteRaw(r io.Reader) (ref string, size int64, err error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	final := s.rawPath(sum)
-	sub := filepath.Dir(final)
-	// The top directory needs an fsync only when it gained a subdirectory;
-	// the temp file's old entry there need not be durable (Open sweeps
-	// leftovers), which saves one fsync per message.
-	syncs := []string{sub}
-	if _, err := os.Stat(sub); errors.Is(err, os.ErrNotExist) {
-		syncs = append(syncs, dir)
-	}
-	if err := os.MkdirAll(sub, 0o750); err != nil {
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
 		return "", 0, fmt.Errorf("raw store: %w", err)
 	}
-	if _, err := os.Stat(final); err == nil {
-		// Same bytes already stored; sync the entry in case its writer
-		// has not yet.
-		syncs = syncs[:1]
-	} else if err := os.Rename(tmp, final); err != nil {
-		return "", 0, fmt.Errorf("raw store: %w", err)
-	}
-	for _, d := range syncs {
-		if err := syncDir(d); err != nil {
-			return "", 0, fmt.Errorf("raw store: fsync %s: %w", d, err)
+	// A file already there is kept only when it holds these bytes: a crash
+	// before SyncRaw can leave one cut short, which no decision refers to.
+	if !holds(final, size, sum) {
+		if err := os.Rename(tmp, final); err != nil {
+			return "", 0, fmt.Errorf("raw store: %w", err)
 		}
 	}
 	return RawPrefix + sum, size, nil
+}
+
+// SyncRaw makes every file StageRaw has put in place so far durable, with
+// its directory entry: one syncfs(2) of the file system holding the raw
+// store, whatever the number of files.
+func (s *Store) SyncRaw() error {
+	if err := unix.Syncfs(int(s.rawFS.Fd())); err != nil {
+		return fmt.Errorf("raw store %s: sync: %w", s.rawFS.Name(), err)
+	}
+	return nil
+}
+
+// holds reports whether the file at path has size bytes hashing to sum.
+func holds(path string, size int64, sum string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != size {
+		return false
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return hex.EncodeToString(h.Sum(nil)) == sum
 }
 
 // OpenRaw opens the stored bytes of ref for reading.
@@ -94,13 +120,4 @@ func sweepIncoming(dataDir string) error {
 
 func (s *Store) rawPath(sum string) string {
 	return filepath.Join(s.dir, rawDir, sum[:2], sum)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

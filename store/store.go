@@ -49,6 +49,9 @@ type Store struct {
 	db    *bolt.DB
 	dir   string
 	idKey []byte
+	// rawFS is the raw directory, held open for SyncRaw: syncfs reports
+	// write-back errors that happened since the descriptor was opened.
+	rawFS *os.File
 }
 
 // Open opens (or creates) the store in dataDir. A second process gets an
@@ -106,7 +109,12 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("raw store %s: clearing temp files left by a crash: %w", filepath.Join(dataDir, rawDir), err)
 	}
-	return &Store{db: db, dir: dataDir, idKey: idKey}, nil
+	rawFS, err := os.Open(filepath.Join(dataDir, rawDir))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("raw store: %w", err)
+	}
+	return &Store{db: db, dir: dataDir, idKey: idKey, rawFS: rawFS}, nil
 }
 
 // keyMessageIDKey names, in the meta bucket, the key that signs the
@@ -121,7 +129,10 @@ const messageIDKeySize = 32
 func (s *Store) MessageIDKey() []byte { return slices.Clone(s.idKey) }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.rawFS.Close()
+	return s.db.Close()
+}
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }

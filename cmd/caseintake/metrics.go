@@ -48,13 +48,41 @@ func (m *eventMetrics) smtpResult(result string, n int) {
 // instrument wraps the pipeline so every message is counted by outcome and
 // timed, without the pipeline knowing about metrics.
 func (m *eventMetrics) instrument(next mailbox.Handler) mailbox.Handler {
-	return mailbox.HandlerFunc(func(ctx context.Context, in *mailbox.Incoming) mailbox.Disposition {
-		start := time.Now()
-		d := next.Handle(ctx, in)
-		m.latency.WithLabelValues(in.Mailbox).Observe(time.Since(start).Seconds())
-		m.messages.WithLabelValues(in.Mailbox, outcomeLabel(d)).Inc()
-		return d
-	})
+	return instrumented{next: next, m: m}
+}
+
+type instrumented struct {
+	next mailbox.Handler
+	m    *eventMetrics
+}
+
+// timedStage is a staged message with the time its processing began.
+type timedStage struct {
+	v       mailbox.Staged
+	mailbox string
+	start   time.Time
+}
+
+func (i instrumented) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Staged {
+	start := time.Now()
+	return timedStage{v: i.next.Stage(ctx, in), mailbox: in.Mailbox, start: start}
+}
+
+// Commit times each message from the start of its Stage to the end of the
+// batch's commit: how long it took to become durable.
+func (i instrumented) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
+	vals := make([]mailbox.Staged, len(batch))
+	for j, v := range batch {
+		vals[j] = v.(timedStage).v
+	}
+	ds := i.next.Commit(ctx, vals)
+	end := time.Now()
+	for j, v := range batch {
+		ts := v.(timedStage)
+		i.m.latency.WithLabelValues(ts.mailbox).Observe(end.Sub(ts.start).Seconds())
+		i.m.messages.WithLabelValues(ts.mailbox, outcomeLabel(ds[j])).Inc()
+	}
+	return ds
 }
 
 // outcomeLabel keeps the label set small: quarantine details and retry

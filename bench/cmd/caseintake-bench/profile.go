@@ -29,8 +29,10 @@ type Profile struct {
 	Msgs          int     `json:"messages"`
 	Seconds       float64 `json:"seconds"`
 	MsgsPS        float64 `json:"messages_per_s"`
-	HandleSeconds float64 `json:"in_handler_seconds"`      // intake.Pipeline.Handle: raw store, parse, commit
-	BodySeconds   float64 `json:"reading_body_seconds"`    // inside Handle, waiting for the body from the connection
+	StageSeconds  float64 `json:"in_stage_seconds"`        // intake.Pipeline.Stage: raw store, parse
+	BodySeconds   float64 `json:"reading_body_seconds"`    // inside Stage, waiting for the body from the connection
+	CommitSeconds float64 `json:"in_commit_seconds"`       // intake.Pipeline.Commit: sync, decide, one transaction
+	Batches       int64   `json:"batches"`                 // Commit calls
 	OutsideSecs   float64 `json:"outside_handler_seconds"` // worker: SELECT, SEARCH, metadata FETCH, FETCH start, MOVE
 	CPUProfile    string  `json:"cpu_profile"`
 	HeapProfile   string  `json:"heap_profile"`
@@ -38,9 +40,9 @@ type Profile struct {
 }
 
 type timedHandler struct {
-	h            mailbox.Handler
-	handle, body atomic.Int64
-	n            atomic.Int64
+	h                   mailbox.Handler
+	stage, commit, body atomic.Int64
+	n, batches          atomic.Int64
 }
 
 type timedBody struct {
@@ -55,15 +57,23 @@ func (b timedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (t *timedHandler) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Disposition {
+func (t *timedHandler) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Staged {
 	start := time.Now()
 	if in.Body != nil {
 		in.Body = timedBody{in.Body, &t.body}
 	}
-	d := t.h.Handle(ctx, in)
-	t.handle.Add(int64(time.Since(start)))
+	v := t.h.Stage(ctx, in)
+	t.stage.Add(int64(time.Since(start)))
 	t.n.Add(1)
-	return d
+	return v
+}
+
+func (t *timedHandler) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
+	start := time.Now()
+	ds := t.h.Commit(ctx, batch)
+	t.commit.Add(int64(time.Since(start)))
+	t.batches.Add(1)
+	return ds
 }
 
 func profileDrain(o options, s *stack, res *Results) error {
@@ -151,12 +161,13 @@ func profileDrain(o options, s *stack, res *Results) error {
 		return werr
 	}
 	p := &Profile{Security: string(secTLS), Msgs: o.n, Seconds: seen.Sub(start).Seconds(), CPUProfile: cpuPath, HeapProfile: heapPath,
-		HandleSeconds: time.Duration(th.handle.Load()).Seconds(), BodySeconds: time.Duration(th.body.Load()).Seconds(),
+		StageSeconds: time.Duration(th.stage.Load()).Seconds(), BodySeconds: time.Duration(th.body.Load()).Seconds(),
+		CommitSeconds: time.Duration(th.commit.Load()).Seconds(), Batches: th.batches.Load(),
 		AllocsPerMsg: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.n)}
 	p.MsgsPS = float64(p.Msgs) / p.Seconds
-	p.OutsideSecs = p.Seconds - p.HandleSeconds
-	log.Printf("profile: %d messages in %.1fs (%.0f msg/s): in Handle %.1fs (of which reading the body %.1fs), outside Handle %.1fs; %.0f KB allocated per message; %s %s",
-		p.Msgs, p.Seconds, p.MsgsPS, p.HandleSeconds, p.BodySeconds, p.OutsideSecs, p.AllocsPerMsg/1024, cpuPath, heapPath)
+	p.OutsideSecs = p.Seconds - p.StageSeconds - p.CommitSeconds
+	log.Printf("profile: %d messages in %.1fs (%.0f msg/s): in Stage %.1fs (of which reading the body %.1fs), in Commit %.1fs (%d batches), outside the handler %.1fs; %.0f KB allocated per message; %s %s",
+		p.Msgs, p.Seconds, p.MsgsPS, p.StageSeconds, p.BodySeconds, p.CommitSeconds, p.Batches, p.OutsideSecs, p.AllocsPerMsg/1024, cpuPath, heapPath)
 	fmt.Printf("inspect: go tool pprof -top %s; go tool trace -pprof=syscall %s > syscall.pprof (or sync, net, sched)\n", cpuPath, tracePath)
 	res.Backlog.Profile = p
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
