@@ -99,6 +99,19 @@ func TestCheckAgainstRealServers(t *testing.T) {
 		})
 		oneFail(t, out, code, fmt.Sprintf("smtp 127.0.0.1:%d: connection refused", port), "smtp.port")
 	})
+	t.Run("XOAUTH2 not offered", func(t *testing.T) {
+		// This Dovecot and Postfix know no OAuth: check says so rather
+		// than blaming the token.
+		out, code := check(t, func(dir, cfg string) string {
+			token := filepath.Join(dir, "imap.token")
+			os.WriteFile(token, []byte("ya29.not-a-real-token\n"), 0o600)
+			return strings.Replace(cfg, "password_file: "+dir+"/imap.secret", "auth: xoauth2\n      oauth: {token_file: "+token+"}", 1)
+		})
+		oneFail(t, out, code, "does not offer AUTHENTICATE XOAUTH2 (it offers: ", "PLAIN", "set imap.auth")
+		if strings.Contains(out, "not-a-real-token") {
+			t.Error("check printed the token")
+		}
+	})
 	t.Run("SMTP refuses RCPT", func(t *testing.T) {
 		// Postfix relays nowhere but example.test for an unauthenticated client.
 		out, code := check(t, func(_, cfg string) string {

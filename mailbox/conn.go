@@ -138,7 +138,10 @@ func authenticate(c *imapclient.Client, s config.Server, cred credentials) error
 			}
 		}
 		sort.Strings(offered)
-		return fmt.Errorf("the server does not offer AUTHENTICATE %s (it offers: %s); set imap.auth to a method it supports", mech, strings.Join(offered, ", "))
+		if len(offered) == 0 {
+			return fmt.Errorf("the server does not offer AUTHENTICATE %s (it offers no SASL mechanism); set imap.auth to plain, or enable %s on the server", mech, mech)
+		}
+		return fmt.Errorf("the server does not offer AUTHENTICATE %s (it offers: %s); set imap.auth to a method it supports, or enable %s on the server", mech, strings.Join(offered, ", "), mech)
 	}
 	sc, err := oauth.SASLClient(s.Auth, s.Username, cred.token, s.Host, s.Port)
 	if err != nil {

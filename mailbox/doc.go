@@ -2,7 +2,9 @@
 // finds the new messages of its folder, hands each to a Handler (which it
 // declares itself; this package knows nothing about cases) and then
 // acknowledges, quarantines or leaves the message as the Handler says.
-// Check tests a mailbox's settings for `caseintake check`.
+// Logins use the password or an OAuth token (package oauth) over XOAUTH2
+// or OAUTHBEARER. Check tests a mailbox's settings for `caseintake check`
+// and changes nothing on the server.
 //
 // Invariants:
 //

@@ -9,4 +9,8 @@
 // subject, Auto-Submitted, X-Caseintake-Notification, a stable Message-ID
 // and threading headers, so that replies thread back and nothing of ours is
 // ever answered automatically by us.
+//
+// Sender logs in with AUTH PLAIN or an OAuth token (XOAUTH2 or
+// OAUTHBEARER, package oauth). Sender.Check, for `caseintake check`, stops
+// after RCPT TO and resets: it never sends a message.
 package notify

@@ -108,7 +108,10 @@ func (s *Sender) auth(c *smtp.Client, token string) error {
 	}
 	mech := oauth.Mechanism(s.cfg.Auth)
 	if ok, offered := c.Extension("AUTH"); !ok || !slices.Contains(strings.Fields(strings.ToUpper(offered)), mech) {
-		return fmt.Errorf("the server does not offer AUTH %s (it offers: %s); set smtp.auth to a method it supports", mech, offered)
+		if !ok || strings.TrimSpace(offered) == "" {
+			return fmt.Errorf("the server does not offer AUTH %s (it offers no AUTH at all: is this the submission port, and is TLS required first?); check smtp.port and smtp.security", mech)
+		}
+		return fmt.Errorf("the server does not offer AUTH %s (it offers: %s); set smtp.auth to a method it supports, or enable %s on the server", mech, offered, mech)
 	}
 	sc, err := oauth.SASLClient(s.cfg.Auth, s.cfg.Username, token, s.cfg.Host, s.cfg.Port)
 	if err != nil {
