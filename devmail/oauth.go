@@ -169,3 +169,17 @@ func (ss *smtpSession) Auth(mech string) (sasl.Server, error) {
 	}
 	return nil, smtp.ErrAuthUnknownMechanism
 }
+
+// Tokens returns the tokens currently valid for user, in no particular
+// order.
+func (s *Server) Tokens(user string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for tok, u := range s.tokens {
+		if u == strings.ToLower(user) {
+			out = append(out, tok)
+		}
+	}
+	return out
+}

@@ -110,3 +110,37 @@ func TestOAuthBuiltInFlow(t *testing.T) {
 		}
 	}
 }
+
+// When the server stops accepting the cached token (revoked, or expired
+// early), the worker's next login is refused, the token is dropped, and
+// the login after that fetches a new one from the token endpoint.
+func TestWorkerGetsNewTokenAfterRefusal(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	te := srv.NewTokenEndpoint()
+	te.AddClient("reconnecting-app", "client-s3cret", testUser)
+	hs := httptest.NewServer(te)
+	t.Cleanup(hs.Close)
+	cfg := oauthConfig(srv, config.AuthXOAuth2, config.OAuth{TokenURL: hs.URL + "/token",
+		ClientID: "reconnecting-app", ClientSecret: "client-s3cret"})
+
+	deliver(t, srv, "INBOX", testMessage(1, "first"))
+	cs := newCursors()
+	startWorker(t, cfg, newHandler(nil), cs)
+	cs.waitLastUID(t, "support", 1)
+	if n, _ := te.Requests(); n != 1 {
+		t.Fatalf("%d token requests, want 1", n)
+	}
+
+	// Revoke every token issued so far, then drop the connection.
+	for _, tok := range srv.Tokens(testUser) {
+		srv.RevokeToken(tok)
+	}
+	if err := srv.RestartIMAP(); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, srv, "INBOX", testMessage(2, "after the token was revoked"))
+	cs.waitLastUID(t, "support", 2)
+	if n, _ := te.Requests(); n != 2 {
+		t.Errorf("%d token requests, want 2 (one new token after the refusal)", n)
+	}
+}

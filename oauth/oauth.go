@@ -154,7 +154,7 @@ func (f *fileSource) Token(context.Context) (string, error) {
 	}
 	b, err := os.ReadFile(f.path)
 	if err != nil {
-		return "", fail(err, "cannot read token_file (%v): is the token helper running, and may caseintake read its output?", errors.Unwrap(err))
+		return "", fail(err, "cannot read token_file %s (%v): is the token helper running, and may caseintake read its output?", f.path, errors.Unwrap(err))
 	}
 	text := strings.TrimSpace(string(b))
 	if text == "" {

@@ -58,7 +58,7 @@ func TestTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = src.Token(ctx(t))
-	wantError(t, err, "imap.oauth: cannot read token_file", "is the token helper running")
+	wantError(t, err, "imap.oauth: cannot read token_file "+path+" (no such file or directory)", "is the token helper running")
 
 	for _, tc := range []struct {
 		name, content, want string
