@@ -156,7 +156,7 @@ func authenticate(c *imapclient.Client, s config.Server, cred credentials) error
 		bearerErr *sasl.OAuthBearerError
 	)
 	switch {
-	case errors.As(err, &imapErr) && imapErr.Type == imap.StatusResponseTypeNo:
+	case errors.As(err, &imapErr): // NO, or BAD from servers that dislike the empty answer to their JSON challenge
 		cred.source.Refused(cred.token)
 		return &tokenRefused{mech: mech, user: s.Username, source: cred.source.Describe(), said: imapText(imapErr)}
 	case errors.As(err, &bearerErr):

@@ -142,6 +142,27 @@ func TestCheckTLS(t *testing.T) {
 	}
 }
 
+func TestCheckExpiredCertificate(t *testing.T) {
+	expired, ca := selfSigned(t, time.Now().Add(-time.Hour))
+	m, cfg := checkServer(t, devmail.Options{TLSConfig: expired})
+	cfg.Security, cfg.CAFile = "starttls", ca
+	wantOne(t, runCheck(t, cfg).Problems, m.SMTPAddr(), "TLS certificate expired or not yet valid", "renew the server's certificate")
+}
+
+func TestCheckWithOAuth(t *testing.T) {
+	m, cfg := checkServer(t, devmail.Options{})
+	m.AddToken(checkUser, "check-token")
+	path := filepath.Join(t.TempDir(), "smtp.token")
+	os.WriteFile(path, []byte("check-token\n"), 0o600)
+	cfg.Password, cfg.Auth, cfg.OAuth = "", config.AuthOAuthBearer, config.OAuth{TokenFile: path}
+	r := runCheck(t, cfg)
+	if len(r.Problems) != 0 || !strings.HasPrefix(strings.Join(r.Verified, "; "), "logged in as "+checkUser+" with OAUTHBEARER; ") {
+		t.Fatalf("problems %v, verified %v", r.Problems, r.Verified)
+	}
+	m.RevokeToken("check-token")
+	wantOne(t, runCheck(t, cfg).Problems, m.SMTPAddr(), "the server refused the OAUTHBEARER token", "token file "+path, "smtp.oauth")
+}
+
 // selfSigned is a certificate for 127.0.0.1 valid until notAfter, and the
 // path of its PEM for ca_file.
 func selfSigned(t *testing.T, notAfter time.Time) (*tls.Config, string) {

@@ -28,6 +28,7 @@ import (
 // checkSetup is one `caseintake check` configuration against devmail:
 // the keys a test changes to inject a misconfiguration.
 type checkSetup struct {
+	imapHost     string // default devmail's
 	imapSecurity string // default none
 	imapCAFile   string
 	imapLogin    string // YAML lines under imap: after username; default the password
@@ -38,6 +39,9 @@ type checkSetup struct {
 func (c checkSetup) write(t *testing.T, m *devmail.Server) string {
 	t.Helper()
 	dir := t.TempDir()
+	if c.imapHost == "" {
+		c.imapHost = m.IMAPHost
+	}
 	if c.imapSecurity == "" {
 		c.imapSecurity = "none"
 	}
@@ -78,7 +82,7 @@ notify:
   urgent: [oncall@example.test]
 api:
   token: 0123456789abcdef0123
-`, filepath.Join(dir, "data"), demoSupport, c.folder, m.IMAPHost, m.IMAPPort, c.imapSecurity, demoSupport,
+`, filepath.Join(dir, "data"), demoSupport, c.folder, c.imapHost, m.IMAPPort, c.imapSecurity, demoSupport,
 		strings.ReplaceAll(c.imapLogin, "\n", "\n      "), ca, m.SMTPHost, c.smtpPort, demoSupport, demoPassword, demoSupport)
 	path := filepath.Join(dir, "caseintake.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -172,6 +176,11 @@ func TestCheckInjectedProblems(t *testing.T) {
 		m := startDevmail(t, devmail.Options{})
 		fails, _ := checkLines(t, checkSetup{imapLogin: "password: wrong-password"}.write(t, m), false)
 		wantLine(t, fails, `FAIL mailbox "support" (imap `+m.IMAPAddr()+`): authentication failed for user "`+demoSupport+`"`, "check imap.username and imap.password")
+	})
+	t.Run("host does not resolve", func(t *testing.T) {
+		m := startDevmail(t, devmail.Options{})
+		fails, _ := checkLines(t, checkSetup{imapHost: "imap.nonexistent.invalid"}.write(t, m), false)
+		wantLine(t, fails, `cannot resolve host "imap.nonexistent.invalid"`, "check imap.host")
 	})
 	t.Run("self-signed certificate without ca_file", func(t *testing.T) {
 		m := startDevmail(t, devmail.Options{TLSConfig: selfSigned})
