@@ -41,15 +41,6 @@ type xoauth2Client struct {
 	username, token string
 }
 
-// XOAuth2Error is the JSON error an XOAUTH2 server sends before failing the
-// login: an HTTP-like status such as "401" or "400", and the scope the
-// token would need.
-type XOAuth2Error struct {
-	Status  string `json:"status"`
-	Schemes string `json:"schemes"`
-	Scope   string `json:"scope"`
-}
-
 func (c *xoauth2Client) Start() (string, []byte, error) {
 	return XOAuth2, []byte("user=" + c.username + "\x01auth=Bearer " + c.token + "\x01\x01"), nil
 }
