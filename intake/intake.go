@@ -1,10 +1,13 @@
 package intake
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -52,6 +55,7 @@ type Pipeline struct {
 	opts     Options
 	log      *slog.Logger
 	onCommit func()
+	parsing  chan struct{} // bounds the messages held in memory and parsed at once
 }
 
 // New returns a pipeline; onCommit is called after every commit that queued
@@ -81,7 +85,8 @@ func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, on
 	if onCommit == nil {
 		onCommit = func() {}
 	}
-	return &Pipeline{store: st, render: r, opts: opts, log: log, onCommit: onCommit}
+	return &Pipeline{store: st, render: r, opts: opts, log: log, onCommit: onCommit,
+		parsing: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 }
 
 var _ mailbox.Handler = (*Pipeline)(nil)
@@ -95,6 +100,7 @@ type staged struct {
 	disp   *mailbox.Disposition
 	reason string // quarantine reason; base.Signal holds the detail
 	msg    *classify.Message
+	parsed chan struct{} // closed once reason or msg is set; nil when no parse runs
 }
 
 // Stage stores one message's bytes (not yet durable) and parses them;
@@ -121,15 +127,72 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		st.reason, st.base.Signal = "too-large", fmt.Sprintf("RFC822.SIZE %d bytes is over max_message_size; not downloaded, left in the quarantine folder", in.Size)
 		return st
 	}
-	ref, size, err := p.store.StageRaw(in.Body)
+	st.parsed = make(chan struct{})
+	if in.Size > 0 && in.Size <= inMemoryMax {
+		// Small enough to hold: read it off the connection now and let a
+		// helper store and parse it while the next message downloads.
+		p.parsing <- struct{}{}
+		buf, err := io.ReadAll(in.Body)
+		if err != nil {
+			<-p.parsing
+			close(st.parsed)
+			return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
+		}
+		go func() {
+			defer close(st.parsed)
+			defer func() { <-p.parsing }()
+			if p.stageRaw(st, bytes.NewReader(buf)) {
+				p.parsedFrom(st, in, bytes.NewReader(buf))
+			}
+		}()
+		return st
+	}
+	// A big message streams to the raw store; parsing it from there
+	// overlaps with the next message's download.
+	if !p.stageRaw(st, in.Body) {
+		close(st.parsed)
+		return st
+	}
+	go func() {
+		defer close(st.parsed)
+		p.parsing <- struct{}{}
+		defer func() { <-p.parsing }()
+		f, err := p.store.OpenRaw(st.base.RawRef)
+		if err != nil {
+			p.cannotStore(st, err)
+			return
+		}
+		defer f.Close()
+		p.parsedFrom(st, in, f)
+	}()
+	return st
+}
+
+// inMemoryMax is the largest message Stage holds in memory (at most
+// parsing's capacity of them at once); bigger ones stream to disk.
+const inMemoryMax = 1 << 20
+
+// stageRaw writes r to the raw store for st; on failure st answers Retry.
+func (p *Pipeline) stageRaw(st *staged, r io.Reader) bool {
+	ref, size, err := p.store.StageRaw(r)
 	if err != nil {
-		st.log.Error("cannot store the raw message (disk full or not writable?); left on the server, will retry", "err", err)
-		return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
+		p.cannotStore(st, err)
+		return false
 	}
 	st.base.RawRef, st.base.Size = ref, size
 	st.log = st.log.With("raw", ref)
+	return true
+}
 
-	msg, perr := p.parse(ref)
+func (p *Pipeline) cannotStore(st *staged, err error) {
+	st.log.Error("cannot store the raw message (disk full or not writable?); left on the server, will retry", "err", err)
+	st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+}
+
+// parsedFrom parses the message's bytes r and fills in what they say.
+func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader) {
+	ref := st.base.RawRef
+	msg, perr := p.parseFrom(r)
 	if perr != nil {
 		st.base.MessageKey = ref
 		if msg != nil && msg.MessageID != "" {
@@ -140,7 +203,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		if errors.As(perr, &pe) {
 			st.reason = pe.Reason
 		}
-		return st
+		return
 	}
 	st.base.MessageID, st.base.From, st.base.Subject, st.base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
 	st.base.MessageKey = msg.MessageID
@@ -149,7 +212,6 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 	}
 	st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID, "raw", ref)
 	st.msg = msg
-	return st
 }
 
 // Commit makes the staged messages' bytes durable with one sync and
@@ -165,6 +227,9 @@ func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox
 	var pending []*staged
 	for i, v := range batch {
 		items[i] = v.(*staged)
+		if items[i].parsed != nil {
+			<-items[i].parsed
+		}
 		if items[i].disp == nil {
 			pending = append(pending, items[i])
 		}
@@ -378,12 +443,17 @@ func (p *Pipeline) parse(ref string) (msg *classify.Message, err error) {
 		return nil, err
 	}
 	defer f.Close()
+	return p.parseFrom(f)
+}
+
+// parseFrom parses a message; a panic in the parser is a parse error.
+func (p *Pipeline) parseFrom(r io.Reader) (msg *classify.Message, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, &classify.ParseError{Reason: "panic", Err: fmt.Errorf("%v\n%s", r, debug.Stack())}
 		}
 	}()
-	return classify.Parse(f, p.opts.Limits)
+	return classify.Parse(r, p.opts.Limits)
 }
 
 // recordQuarantine records d as quarantined for reason (d.Signal holds the

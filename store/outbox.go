@@ -56,28 +56,40 @@ func (t *Tx) Enqueue(o *Outgoing) error {
 
 // DueOutbox returns up to limit pending notifications whose next attempt is
 // due at now, oldest first, and the earliest next attempt among those not
-// yet due (zero if none).
+// yet due (zero if none; only looked for when fewer than limit are due).
+// It decodes only the rows it returns: the pending index holds each row's
+// next attempt, so a long queue costs a scan of small keys, not of messages.
 func (s *Store) DueOutbox(now time.Time, limit int) (due []*Outgoing, next time.Time, err error) {
 	err = s.View(func(t *Tx) error {
 		out := t.tx.Bucket(bucketOutbox)
-		return t.tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			var o Outgoing
-			if ok, err := getJSON(out, k, &o); err != nil || !ok {
-				return err
-			}
-			if o.NextAttempt.After(now) {
-				if next.IsZero() || o.NextAttempt.Before(next) {
-					next = o.NextAttempt
+		c := t.tx.Bucket(bucketPending).Cursor()
+		for k, v := c.First(); k != nil && len(due) < limit; k, v = c.Next() {
+			if at := pendingAt(v); at.After(now) {
+				if next.IsZero() || at.Before(next) {
+					next = at
 				}
-				return nil
+				continue
 			}
-			if len(due) < limit {
-				due = append(due, &o)
+			var o Outgoing
+			if ok, err := getJSON(out, k, &o); err != nil {
+				return err
+			} else if !ok {
+				continue
 			}
-			return nil
-		})
+			due = append(due, &o)
+		}
+		return nil
 	})
 	return due, next, err
+}
+
+// pendingAt decodes a pending-index value: the row's next attempt, or zero
+// (due at once) for an empty value.
+func pendingAt(v []byte) time.Time {
+	if len(v) != 8 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 }
 
 // OutboxStats summarises the pending notifications.
@@ -86,22 +98,23 @@ type OutboxStats struct {
 	Oldest  time.Time
 }
 
-// OutboxStats counts pending notifications and finds the oldest.
+// OutboxStats counts pending notifications and finds the oldest (the first
+// in the index: rows are numbered in the order they were queued).
 func (s *Store) OutboxStats() (OutboxStats, error) {
 	var st OutboxStats
 	err := s.View(func(t *Tx) error {
-		out := t.tx.Bucket(bucketOutbox)
-		return t.tx.Bucket(bucketPending).ForEach(func(k, _ []byte) error {
-			var o Outgoing
-			if ok, err := getJSON(out, k, &o); err != nil || !ok {
-				return err
-			}
-			st.Pending++
-			if st.Oldest.IsZero() || o.CreatedAt.Before(st.Oldest) {
-				st.Oldest = o.CreatedAt
-			}
+		pending := t.tx.Bucket(bucketPending)
+		st.Pending = pending.Stats().KeyN
+		k, _ := pending.Cursor().First()
+		if k == nil {
 			return nil
-		})
+		}
+		var o Outgoing
+		if _, err := getJSON(t.tx.Bucket(bucketOutbox), k, &o); err != nil {
+			return err
+		}
+		st.Oldest = o.CreatedAt
+		return nil
 	})
 	return st, err
 }
@@ -167,7 +180,11 @@ func (s *Store) RecordDelivery(seq uint64, d Delivery, now time.Time) error {
 		if o.State != OutboxPending {
 			return t.tx.Bucket(bucketPending).Delete(u64(seq))
 		}
-		return nil
+		var at []byte // due at once
+		if !o.NextAttempt.IsZero() {
+			at = u64(uint64(o.NextAttempt.UnixNano()))
+		}
+		return t.tx.Bucket(bucketPending).Put(u64(seq), at)
 	})
 }
 

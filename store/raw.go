@@ -54,8 +54,11 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	final := s.rawPath(sum)
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return "", 0, fmt.Errorf("raw store: %w", err)
+	if sub := filepath.Dir(final); !s.rawDirMade(sub) {
+		if err := os.MkdirAll(sub, 0o750); err != nil {
+			return "", 0, fmt.Errorf("raw store: %w", err)
+		}
+		s.rawDirs.Store(sub, true)
 	}
 	// A file already there is kept only when it holds these bytes: a crash
 	// before SyncRaw can leave one cut short, which no decision refers to.
@@ -75,6 +78,12 @@ func (s *Store) SyncRaw() error {
 		return fmt.Errorf("raw store %s: sync: %w", s.rawFS.Name(), err)
 	}
 	return nil
+}
+
+// rawDirMade reports whether this process made sure the directory exists.
+func (s *Store) rawDirMade(dir string) bool {
+	_, ok := s.rawDirs.Load(dir)
+	return ok
 }
 
 // holds reports whether the file at path has size bytes hashing to sum.

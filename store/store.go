@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,7 +28,7 @@ var (
 	bucketByUID      = []byte("by_uid")         // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
 	bucketCursors    = []byte("imap_cursor")    // mailbox name -> Cursor JSON
 	bucketOutbox     = []byte("outbox")         // seq -> Outgoing JSON
-	bucketPending    = []byte("outbox_pending") // seq -> "" while not sent or failed
+	bucketPending    = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
 	bucketAckHistory = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
 	allBuckets       = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
 		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketPending, bucketAckHistory}
@@ -51,7 +52,8 @@ type Store struct {
 	idKey []byte
 	// rawFS is the raw directory, held open for SyncRaw: syncfs reports
 	// write-back errors that happened since the descriptor was opened.
-	rawFS *os.File
+	rawFS   *os.File
+	rawDirs sync.Map // raw subdirectories known to exist
 }
 
 // Open opens (or creates) the store in dataDir. A second process gets an

@@ -256,6 +256,9 @@ func TestOutboxDelivery(t *testing.T) {
 	if due, next, _ := s.DueOutbox(t0, 10); len(due) != 0 || !next.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("before retry: due=%d next=%v", len(due), next)
 	}
+	if st, _ := s.OutboxStats(); st.Pending != 1 || !st.Oldest.Equal(t0) {
+		t.Fatalf("stats while deferred = %+v, want 1 pending since %v", st, t0)
+	}
 	due, _, _ = s.DueOutbox(t0.Add(time.Minute), 10)
 	if len(due) != 1 || strings.Join(due[0].To, ",") != "t3@example.com" || due[0].Attempts != 1 {
 		t.Fatalf("retry row = %+v", due)
