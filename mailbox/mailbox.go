@@ -65,7 +65,9 @@ type Disposition struct {
 // moves the messages to the processed or quarantine folder only after
 // Commit has returned. So a handler can make many messages durable with
 // one fsync, and Commit must return only once the effects it answers Ack
-// or Quarantine for are durable.
+// or Quarantine for are durable. During a backlog a batch's Commit runs
+// while the next batch is staged (so Stage and Commit may run at once, but
+// never two Commits), and Commit must not rely on its ctx ending.
 //
 // ctx ends when the poll step's deadline passes, or about 10 s after the
 // worker was asked to stop (so that the batch in hand can be finished; no

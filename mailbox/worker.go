@@ -196,6 +196,20 @@ type sess struct {
 	newMail chan struct{}
 	cur     Cursor // in memory, ahead of saved when a save failed
 	saved   Cursor
+	// held is set once a message of this poll cycle stayed in the folder:
+	// the cursor may not pass it, nor anything after it in the cycle.
+	held bool
+	// inFlight is the batch whose commit runs while the next one is
+	// fetched; its messages are moved once both are done.
+	inFlight *inFlight
+}
+
+// inFlight is a staged batch being committed in the background.
+type inFlight struct {
+	uids  []uint32
+	batch []staged
+	done  map[uint32]bool // left the folder (or were gone) so far
+	disps chan []Disposition
 }
 
 // runState is what Run remembers between sessions.
@@ -225,6 +239,7 @@ func (w *Worker) session(ctx context.Context, rs *runState) (connected, healthy 
 		return false, false, err
 	}
 	defer s.c.Close()
+	defer w.settle(s)
 
 	w.mu.Lock()
 	w.st.Connected = true
@@ -314,9 +329,12 @@ type meta struct {
 	date      time.Time
 }
 
-// poll runs one poll cycle: SELECT, search above max(cursor, from), then
-// every found message in UID order. It returns the highest UID it looked
-// at and whether more may be waiting above it (a full batch).
+// poll runs one step of a poll cycle: SELECT, search above max(cursor,
+// from), then one batch of what it found, fetched and staged while the
+// previous batch of the cycle (if any) commits; that one is moved once
+// both are done. It returns the highest UID it looked at and whether more
+// may be waiting above it (a full batch); the batch of a step that answers
+// more is still committing when poll returns.
 func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, more bool, err error) {
 	// This cycle sees everything that arrived so far.
 	select {
@@ -328,6 +346,9 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	default:
 	}
 	defer w.saveCursor(s)
+	if from == 0 {
+		s.held = false // a new cycle
+	}
 
 	pctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
 	stop := context.AfterFunc(pctx, func() { s.c.Close() })
@@ -335,34 +356,81 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	closed := !stop()
 	cancel()
 	if closed {
+		w.settle(s)
 		return 0, false, guardErr(pctx, err)
 	}
 	if err != nil {
+		w.settle(s)
 		return 0, false, err
 	}
 
-	if len(uids) == 0 || ctx.Err() != nil {
-		return 0, false, nil
-	}
-	done, err := w.runBatch(ctx, s, uids, metas)
-	// A message below is still in the folder, so the cursor stays put. In a
-	// continuation batch that is so when an earlier batch held it below
-	// from (it passes every message it can, in order).
-	held := from > s.cur.LastUID
-	for _, uid := range uids {
-		if !done[uid] {
-			held = true
-		} else if !held {
-			s.cur.LastUID = uid
+	bctx, release := w.messageContext(ctx)
+	defer release()
+	stop = context.AfterFunc(bctx, func() { s.c.Close() })
+	defer func() {
+		if !stop() && err != nil {
+			err = guardErr(bctx, err)
 		}
+		if err != nil {
+			w.settle(s)
+			w.log.Warn("messages not finished; they will be offered again", "err", err)
+		}
+	}()
+	if len(uids) == 0 || ctx.Err() != nil {
+		return 0, false, w.finish(s) // stopping: no new message in hand
 	}
+	batch, done, err := w.stageBatch(bctx, ctx, s, uids, metas)
 	if err != nil {
 		return 0, false, err
 	}
-	if ctx.Err() != nil {
-		return 0, false, nil // stopping: no new batch
+	if err := w.finish(s); err != nil {
+		return 0, false, err
 	}
-	return uids[len(uids)-1], more, nil
+	f := &inFlight{uids: uids, batch: batch, done: done, disps: make(chan []Disposition, 1)}
+	s.inFlight = f
+	// The commit outlives this step; it must end durable either way.
+	cctx := context.WithoutCancel(ctx)
+	go func() { f.disps <- w.commit(cctx, batch) }()
+	if !more || ctx.Err() != nil {
+		return 0, false, w.finish(s)
+	}
+	return uids[len(uids)-1], true, nil
+}
+
+// finish waits for the batch in flight to be committed, moves its
+// messages and advances the cursor past those that left the folder.
+func (w *Worker) finish(s *sess) error {
+	f := s.inFlight
+	if f == nil {
+		return nil
+	}
+	s.inFlight = nil
+	err := w.acknowledge(s, f.batch, <-f.disps, f.done)
+	w.advance(s, f.uids, f.done)
+	return err
+}
+
+// settle waits for the batch in flight without moving anything (the
+// connection is gone or going): its messages stay in the folder, and those
+// committed are recognised when they are offered again.
+func (w *Worker) settle(s *sess) {
+	if f := s.inFlight; f != nil {
+		s.inFlight = nil
+		<-f.disps
+		w.advance(s, f.uids, f.done)
+	}
+}
+
+// advance moves the cursor over uids (ascending) up to the first that is
+// still in the folder.
+func (w *Worker) advance(s *sess, uids []uint32, done map[uint32]bool) {
+	for _, uid := range uids {
+		if !done[uid] {
+			s.held = true
+		} else if !s.held {
+			s.cur.LastUID = uid
+		}
+	}
 }
 
 // scan selects the folder, resets the cursor on a new UIDVALIDITY and
@@ -443,8 +511,8 @@ func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, er
 	return uids, metas, more, nil
 }
 
-// messageContext is the context for one message in hand. It is detached
-// from ctx so that a stop request lets the message finish: it ends at the
+// messageContext is the context for the batch in hand. It is detached
+// from ctx so that a stop request lets the batch finish: it ends at the
 // step deadline, or stopGrace after ctx ends, whichever comes first.
 func (w *Worker) messageContext(ctx context.Context) (context.Context, func()) {
 	dctx, cancelDeadline := context.WithTimeoutCause(context.WithoutCancel(ctx), w.stepTimeout, errStepDeadline)
@@ -465,23 +533,6 @@ func (w *Worker) messageContext(ctx context.Context) (context.Context, func()) {
 	}
 }
 
-// runBatch fetches, stages, commits and acknowledges the messages uids (one
-// poll batch, ascending). done holds the UIDs that left the folder (or were
-// already gone), so the cursor may pass them.
-func (w *Worker) runBatch(ctx context.Context, s *sess, uids []uint32, metas map[uint32]meta) (done map[uint32]bool, err error) {
-	bctx, release := w.messageContext(ctx)
-	defer release()
-	stop := context.AfterFunc(bctx, func() { s.c.Close() })
-	done, err = w.handleBatch(bctx, ctx, s, uids, metas)
-	if !stop() && err != nil {
-		err = guardErr(bctx, err)
-	}
-	if err != nil {
-		w.log.Warn("messages not finished; they will be offered again", "err", err, "uids", len(uids))
-	}
-	return done, err
-}
-
 // staged is one message of a batch in the handler's hands.
 type staged struct {
 	in  *Incoming
@@ -489,11 +540,11 @@ type staged struct {
 	log *slog.Logger
 }
 
-// handleBatch stages every message of the batch as its body streams in
-// (one UID FETCH for all of them), has the handler commit them together,
-// and then moves them in one command per destination. ctx bounds the batch;
-// stopping (outer ending) only stops taking in more messages.
-func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32, metas map[uint32]meta) (map[uint32]bool, error) {
+// stageBatch stages every message of the batch as its body streams in (one
+// UID FETCH for all of them). done holds the UIDs found gone meanwhile. ctx
+// bounds the batch; stopping (outer ending) only stops taking in more
+// messages.
+func (w *Worker) stageBatch(ctx, outer context.Context, s *sess, uids []uint32, metas map[uint32]meta) ([]staged, map[uint32]bool, error) {
 	done := make(map[uint32]bool, len(uids))
 	var batch []staged
 	take := func(in *Incoming) {
@@ -525,7 +576,7 @@ func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32,
 			// the connection is fine, and the rest is fetched alone below.
 			w.log.Info("server refused part of a batch fetch; fetching the rest one by one", "err", err)
 		} else if err != nil {
-			return done, err
+			return nil, done, err
 		}
 		// What the batch answer lacked (a server that names the UID only
 		// after the body, a message expunged meanwhile) is fetched alone,
@@ -540,7 +591,7 @@ func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32,
 				w.log.Warn("server refused to send the message; leaving it for the next cycle", "uid", uid,
 					"message_id", metas[uid].messageID, "err", err)
 			case err != nil:
-				return done, err
+				return nil, done, err
 			case !seen[uid]:
 				w.log.Info("message vanished before it could be fetched", "uid", uid, "message_id", metas[uid].messageID)
 				done[uid] = true
@@ -549,11 +600,12 @@ func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32,
 			}
 		}
 	}
-	if len(batch) == 0 {
-		return done, nil
-	}
+	return batch, done, nil
+}
 
-	disps := w.commit(ctx, batch)
+// acknowledge moves the committed messages of a batch, one command per
+// destination, and marks those moved done.
+func (w *Worker) acknowledge(s *sess, batch []staged, disps []Disposition, done map[uint32]bool) error {
 	var acked, quarantined imap.UIDSet
 	for i, st := range batch {
 		switch d := disps[i]; d.Action {
@@ -575,7 +627,7 @@ func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32,
 			continue
 		}
 		if err := moveTo(s.c, s.caps, mv.set, mv.dest); err != nil {
-			return done, err
+			return err
 		}
 		for i, st := range batch {
 			if !mv.set.Contains(imap.UID(st.in.UID)) {
@@ -589,7 +641,7 @@ func (w *Worker) handleBatch(ctx, outer context.Context, s *sess, uids []uint32,
 			}
 		}
 	}
-	return done, nil
+	return nil
 }
 
 func (w *Worker) incoming(s *sess, uid uint32, m meta) *Incoming {
