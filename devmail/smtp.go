@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,8 +65,29 @@ func (l *gateListener) Accept() (net.Conn, error) {
 
 type smtpBackend struct{ s *Server }
 
-func (b smtpBackend) NewSession(*smtp.Conn) (smtp.Session, error) {
+func (b smtpBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	b.s.mu.Lock()
+	b.s.smtpConn = append(b.s.smtpConn, c)
+	b.s.mu.Unlock()
 	return &smtpSession{s: b.s}, nil
+}
+
+// SMTPConnections is how many SMTP connections the server has accepted.
+func (s *Server) SMTPConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.smtpConn)
+}
+
+// DropSMTPConnections closes every open SMTP connection without a word,
+// as a server does with clients idle too long.
+func (s *Server) DropSMTPConnections() {
+	s.mu.Lock()
+	conns := slices.Clone(s.smtpConn)
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Conn().Close()
+	}
 }
 
 type smtpSession struct {

@@ -26,7 +26,7 @@ const (
 	// defaultBatch bounds the UIDs taken per poll cycle, so that the
 	// metadata fetch stays small; a full batch is followed at once by the
 	// next one.
-	defaultBatch = 200
+	defaultBatch = 500
 )
 
 var (

@@ -46,7 +46,7 @@ func (s *Sender) Check(ctx context.Context, rcpts []Recipient) *CheckReport {
 		return fmt.Errorf("smtp %s: "+format, append([]any{addr}, args...)...)
 	}
 	var tlsState *tls.ConnectionState
-	probe := *s
+	probe := &Sender{cfg: s.cfg, tls: s.tls, tokens: s.tokens}
 	if s.tls != nil {
 		probe.tls = s.tls.Clone()
 		// Runs after the normal verification has passed.

@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net/mail"
@@ -249,5 +250,44 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 			t.Errorf("Backoff(%d) = %v did not grow from %v", n, d, prev)
 		}
 		prev = d
+	}
+}
+
+// A burst of notifications shares one SMTP connection; one the server
+// dropped while idle is replaced without losing or doubling a message.
+func TestSendReusesTheConnectionAndRedialsWhenDropped(t *testing.T) {
+	m, err := devmail.Start(devmail.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	s, err := NewSender(config.SMTP{Server: config.Server{Host: m.SMTPHost, Port: m.SMTPPort, Security: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	send := func(i int) {
+		t.Helper()
+		rcpt := fmt.Sprintf("c%d@example.test", i)
+		if res := s.Send(ctx, "", []string{rcpt}, []byte("Subject: x\r\n\r\nx\r\n")); res.Temporary != nil || len(res.Accepted) != 1 {
+			t.Fatalf("send %d: %+v", i, res)
+		}
+	}
+	for i := range 5 {
+		send(i)
+	}
+	if n := m.SMTPConnections(); n != 1 {
+		t.Fatalf("5 notifications took %d connections, want 1", n)
+	}
+	m.DropSMTPConnections()
+	send(5)
+	if n, sent := m.SMTPConnections(), len(m.Sent()); n != 2 || sent != 6 {
+		t.Fatalf("after the server dropped the connection: %d connections, %d sent; want 2 and 6", n, sent)
+	}
+	s.CloseIdle()
+	send(6)
+	if n := m.SMTPConnections(); n != 3 {
+		t.Fatalf("after CloseIdle: %d connections, want a new one (3)", n)
 	}
 }

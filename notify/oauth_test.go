@@ -50,6 +50,7 @@ func TestSendWithOAuthTokenFile(t *testing.T) {
 				t.Fatalf("send: %+v", res)
 			}
 			m.RevokeToken("smtp-token")
+			s.CloseIdle() // the open session stays logged in; the next one must log in again
 			res := sendOne(t, s)
 			if res.Temporary == nil || len(res.Accepted) != 0 {
 				t.Fatalf("send with a revoked token: %+v", res)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -22,7 +23,18 @@ type Sender struct {
 	cfg    config.SMTP
 	tls    *tls.Config
 	tokens oauth.Source // nil unless smtp.auth is xoauth2 or oauthbearer
+
+	// idle is the connection left open by the last Send, reused by the
+	// next one in the same burst (a backlog queues thousands of
+	// notifications: a handshake each would cost more than the mail).
+	mu        sync.Mutex
+	idle      *smtp.Client
+	idleSince time.Time
 }
+
+// idleReuse is how long an open connection is reused; older ones are
+// closed and a new one dialled (servers drop idle clients after minutes).
+const idleReuse = 30 * time.Second
 
 // NewSender prepares a sender for cfg (reading its ca_file, and setting up
 // where OAuth tokens come from).
@@ -52,6 +64,17 @@ type Result struct {
 // dial connects and, when configured, authenticates. ctx bounds the whole
 // session: the client has no context support, so it is closed on ctx's end.
 func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
+	c, err := s.connect(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	return c, func() { stop(); c.Close() }, nil
+}
+
+// connect connects and, when configured, authenticates; ctx bounds just
+// that.
+func (s *Sender) connect(ctx context.Context) (*smtp.Client, error) {
 	addr := s.cfg.Addr()
 	var token string
 	if s.tokens != nil {
@@ -59,7 +82,7 @@ func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
 		// SMTP connection open.
 		var err error
 		if token, err = s.tokens.Token(ctx); err != nil {
-			return nil, nil, fmt.Errorf("smtp %s: %w", addr, err)
+			return nil, fmt.Errorf("smtp %s: %w", addr, err)
 		}
 	}
 	d := &net.Dialer{Timeout: 30 * time.Second}
@@ -73,12 +96,12 @@ func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
 		conn, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("smtp %s: %w", addr, describeNetErr(err))
+		return nil, fmt.Errorf("smtp %s: %w", addr, describeNetErr(err))
 	}
 	var c *smtp.Client
 	if s.cfg.Security == "starttls" {
 		if c, err = smtp.NewClientStartTLS(conn, s.tls); err != nil {
-			return nil, nil, fmt.Errorf("smtp %s: starttls: %w", addr, describeNetErr(err))
+			return nil, fmt.Errorf("smtp %s: starttls: %w", addr, describeNetErr(err))
 		}
 	} else {
 		c = smtp.NewClient(conn)
@@ -86,12 +109,15 @@ func (s *Sender) dial(ctx context.Context) (*smtp.Client, func(), error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	c.CommandTimeout = time.Minute
 	c.SubmissionTimeout = 5 * time.Minute
-	done := func() { stop(); c.Close() }
-	if err := s.auth(c, token); err != nil {
-		done()
-		return nil, nil, fmt.Errorf("smtp %s: %w", addr, err)
+	err = s.auth(c, token)
+	if !stop() && err == nil {
+		err = ctx.Err()
 	}
-	return c, done, nil
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("smtp %s: %w", addr, err)
+	}
+	return c, nil
 }
 
 // auth logs in with AUTH PLAIN when a username is set, or with the OAuth
@@ -159,13 +185,41 @@ func (e *TokenRefusedError) Unwrap() error { return e.Err }
 // others are refused.
 func (s *Sender) Send(ctx context.Context, envFrom string, to []string, data []byte) Result {
 	res := Result{Permanent: map[string]string{}}
-	c, done, err := s.dial(ctx)
-	if err != nil {
-		res.Temporary = err
-		return res
+	c, reused := s.takeIdle()
+	var err error
+	if reused {
+		// A connection the server closed meanwhile fails here, before
+		// anything was sent: dial afresh then.
+		stop := context.AfterFunc(ctx, func() { c.Close() })
+		err = c.Mail(envFrom, nil)
+		if !stop() {
+			c.Close()
+			res.Temporary = fmt.Errorf("smtp %s: %w", s.cfg.Addr(), ctx.Err())
+			return res
+		}
+		var status *smtp.SMTPError
+		if err != nil && !errors.As(err, &status) {
+			c.Close()
+			reused = false
+		}
 	}
-	defer done()
-	if err := c.Mail(envFrom, nil); err != nil {
+	if !reused {
+		if c, err = s.connect(ctx); err != nil {
+			res.Temporary = err
+			return res
+		}
+		err = c.Mail(envFrom, nil)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	keep := false
+	defer func() {
+		if stop() && keep {
+			s.putIdle(c)
+			return
+		}
+		c.Close()
+	}()
+	if err != nil {
 		if Permanent(err) {
 			for _, r := range to {
 				res.Permanent[r] = "MAIL FROM refused: " + err.Error()
@@ -190,7 +244,7 @@ func (s *Sender) Send(ctx context.Context, envFrom string, to []string, data []b
 	}
 	if len(accepted) == 0 {
 		res.Temporary = tempErr
-		_ = c.Reset()
+		keep = c.Reset() == nil
 		return res
 	}
 	w, err := c.Data()
@@ -213,8 +267,43 @@ func (s *Sender) Send(ctx context.Context, envFrom string, to []string, data []b
 	}
 	res.Accepted = accepted
 	res.Temporary = tempErr
-	_ = c.Quit()
+	keep = true // the transaction is over; the next MAIL may follow
 	return res
+}
+
+// takeIdle returns the idle connection if there is a fresh one.
+func (s *Sender) takeIdle() (*smtp.Client, bool) {
+	s.mu.Lock()
+	c, since := s.idle, s.idleSince
+	s.idle = nil
+	s.mu.Unlock()
+	if c == nil {
+		return nil, false
+	}
+	if time.Since(since) > idleReuse {
+		_ = c.Quit()
+		return nil, false
+	}
+	return c, true
+}
+
+// putIdle keeps c for the next Send (closing any other kept one).
+func (s *Sender) putIdle(c *smtp.Client) {
+	s.mu.Lock()
+	old := s.idle
+	s.idle, s.idleSince = c, time.Now()
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.Quit()
+	}
+}
+
+// CloseIdle says goodbye on the connection kept open, if any: the outbox
+// worker calls it when the queue is empty.
+func (s *Sender) CloseIdle() {
+	if c, ok := s.takeIdle(); ok {
+		_ = c.Quit()
+	}
 }
 
 // Permanent reports whether err is an SMTP 5xx answer: retrying is pointless.

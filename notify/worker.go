@@ -63,8 +63,10 @@ func (w *Worker) Kick() {
 // abandoned before being marked sent, so it is sent again at the next start
 // (with the same Message-ID) rather than lost.
 func (w *Worker) Run(ctx context.Context) error {
+	defer w.sender.CloseIdle()
 	for {
 		next := w.deliverDue(ctx)
+		w.sender.CloseIdle() // nothing due: no connection held open meanwhile
 		wait := idleRecheck
 		if !next.IsZero() {
 			wait = min(max(next.Sub(w.now()), 0), idleRecheck)
