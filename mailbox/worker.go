@@ -56,8 +56,9 @@ type Worker struct {
 	// (after each successful poll cycle). Test hook.
 	event func(string)
 
-	mu sync.Mutex
-	st Status
+	mu   sync.Mutex
+	st   Status
+	beat time.Time // last sign of progress; see Wedged
 }
 
 // NewWorker returns a worker for one mailbox. Keys left empty get the
@@ -91,6 +92,25 @@ func (w *Worker) Kick() {
 	}
 }
 
+// progress notes that the worker's loop moved on.
+func (w *Worker) progress() {
+	w.mu.Lock()
+	w.beat = time.Now()
+	w.mu.Unlock()
+}
+
+// Wedged reports whether the worker has shown no progress for longer than
+// any of its healthy states can last (an idle, a poll step with its
+// deadline and stop grace, a backoff), and since when: something it waits
+// for without a deadline, a handler stuck on a hung disk say, holds it.
+// A worker that has not started is not wedged.
+func (w *Worker) Wedged(now time.Time) (since time.Time, wedged bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	limit := w.cfg.PollInterval + 3*w.stepTimeout + w.stopGrace + w.backoffMax
+	return w.beat, !w.beat.IsZero() && now.Sub(w.beat) > limit
+}
+
 // Status returns a snapshot of the worker's health.
 func (w *Worker) Status() Status {
 	w.mu.Lock()
@@ -117,6 +137,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		w.progress()
 		connected, healthy, err := w.session(ctx, &rs)
 		if ctx.Err() != nil {
 			return nil
@@ -149,6 +170,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Debug(failureMessage(connected, err)+" (again)", attrs...)
 		}
 
+		w.progress()
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -266,10 +288,12 @@ func (w *Worker) session(ctx context.Context, rs *runState) (connected, healthy 
 
 	var from uint32 // continue above this UID after a full batch
 	for {
+		w.progress()
 		last, more, err := w.poll(ctx, s, from)
 		if err != nil {
 			return true, healthy, err
 		}
+		w.progress()
 		healthy = true
 		w.mu.Lock()
 		w.st.LastPoll = time.Now()

@@ -653,3 +653,46 @@ func TestBacklogCommittedAsOneBatchBeforeAnyMove(t *testing.T) {
 		t.Fatalf("cursor at UID %d, want 3: UID 4 is still in the folder", c.LastUID)
 	}
 }
+
+// A worker held by something without a deadline (here a handler that never
+// returns) is reported wedged once it is quiet longer than any healthy
+// state lasts, and no longer once it moves on.
+func TestHungHandlerMakesTheWorkerWedged(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	deliver(t, srv, "INBOX", testMessage(1, "x"))
+	release := make(chan struct{})
+	h := newHandler(func(_ context.Context, in *Incoming, n int) Disposition {
+		if n == 1 {
+			<-release
+		}
+		return Disposition{Action: Ack}
+	})
+	cfg := mailboxConfig(srv)
+	cfg.PollInterval = 50 * time.Millisecond
+	r := newWorker(t, cfg, h, newCursors())
+	r.w.stepTimeout, r.w.stopGrace, r.w.backoffMax = 50*time.Millisecond, 10*time.Millisecond, 20*time.Millisecond
+	if _, wedged := r.w.Wedged(time.Now()); wedged {
+		t.Fatal("a worker that has not started is wedged")
+	}
+	r.start(t)
+	waitUntil(t, "the worker reported wedged", func() bool { _, w := r.w.Wedged(time.Now()); return w })
+	close(release)
+	waitUntil(t, "the worker no longer wedged", func() bool { _, w := r.w.Wedged(time.Now()); return !w })
+}
+
+// waitUntil checks cond every few milliseconds until it holds, failing at
+// the deadline: for conditions that become true with the passage of time
+// (no event announces them).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(waitFor)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -98,18 +99,23 @@ func (s *supervisor) run(ctx context.Context) {
 				s.notify(sdaemon.SdNotifyWatchdog)
 				lastFeed = time.Now()
 			} else {
-				s.log.Error("mailbox worker(s) stopped; no longer feeding the systemd watchdog", "mailboxes", dead)
+				s.log.Error("mailbox worker(s) stopped or wedged; no longer feeding the systemd watchdog, which will restart the service", "mailboxes", dead)
 			}
 		}
 	}
 }
 
-// deadWorkers names the mailboxes whose worker has returned.
+// deadWorkers names the mailboxes whose worker has returned or is wedged.
 func (s *supervisor) deadWorkers() []string {
 	var dead []string
+	now := time.Now()
 	for _, w := range s.pool.snapshot() {
-		if !w.alive {
+		since, wedged := w.worker.Wedged(now)
+		switch {
+		case !w.alive:
 			dead = append(dead, w.cfg.Name)
+		case wedged:
+			dead = append(dead, fmt.Sprintf("%s (no progress since %s)", w.cfg.Name, since.Format(time.RFC3339)))
 		}
 	}
 	return dead
