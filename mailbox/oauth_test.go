@@ -125,7 +125,7 @@ func TestWorkerGetsNewTokenAfterRefusal(t *testing.T) {
 
 	deliver(t, srv, "INBOX", testMessage(1, "first"))
 	cs := newCursors()
-	startWorker(t, cfg, newHandler(nil), cs)
+	r := startWorker(t, cfg, newHandler(nil), cs)
 	cs.waitLastUID(t, "support", 1)
 	if n, _ := te.Requests(); n != 1 {
 		t.Fatalf("%d token requests, want 1", n)
@@ -142,5 +142,8 @@ func TestWorkerGetsNewTokenAfterRefusal(t *testing.T) {
 	cs.waitLastUID(t, "support", 2)
 	if n, _ := te.Requests(); n != 2 {
 		t.Errorf("%d token requests, want 2 (one new token after the refusal)", n)
+	}
+	if n := r.log.count(t, "WARN", "IMAP login with the OAuth token refused (err says which token and what to check); retrying with backoff"); n != 1 {
+		t.Errorf("%d warnings that the token was refused, want 1", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/caseintake/caseintake/config"
+	"github.com/caseintake/caseintake/oauth"
 )
 
 const (
@@ -189,12 +190,18 @@ const msgLoginRefused = "IMAP login refused: check imap.username and imap.passwo
 
 func failureMessage(connected bool, err error) string {
 	var (
-		imapErr *imap.Error
-		dialErr *dialError
+		imapErr  *imap.Error
+		dialErr  *dialError
+		refused  *tokenRefused
+		tokenErr *oauth.Error
 	)
 	switch {
 	case errors.As(err, &dialErr) && dialErr.stage == stageLogin && errors.As(err, &imapErr):
 		return msgLoginRefused
+	case errors.As(err, &refused):
+		return "IMAP login with the OAuth token refused (err says which token and what to check); retrying with backoff"
+	case errors.As(err, &tokenErr):
+		return "cannot get an OAuth token for the IMAP login (err says which key to check); retrying with backoff"
 	case errors.As(err, &dialErr):
 		return "cannot connect to IMAP server"
 	case errors.As(err, &imapErr):
