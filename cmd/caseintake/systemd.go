@@ -21,6 +21,7 @@ const readyTimeout = 60 * time.Second
 type supervisor struct {
 	log  *slog.Logger
 	pool *mailboxPool
+	now  func() time.Time // the clock workers' progress is judged by; time.Now when nil
 }
 
 func (s *supervisor) notify(state string) {
@@ -109,6 +110,9 @@ func (s *supervisor) run(ctx context.Context) {
 func (s *supervisor) deadWorkers() []string {
 	var dead []string
 	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
 	for _, w := range s.pool.snapshot() {
 		since, wedged := w.worker.Wedged(now)
 		switch {

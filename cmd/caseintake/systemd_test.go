@@ -8,8 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caseintake/caseintake/intake"
+	"github.com/caseintake/caseintake/mailbox"
+	"github.com/caseintake/caseintake/store"
 )
 
 func TestUnitFileVerifies(t *testing.T) {
@@ -86,5 +92,82 @@ func TestNotifyProtocol(t *testing.T) {
 	read("STOPPING=1")
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchdogStopsWhenAWorkerWedges: a worker stuck in its handler gets
+// the watchdog pings stopped once it has been quiet too long (here the
+// supervisor's clock is moved an hour on rather than waiting the minutes
+// that takes; mailbox's TestHungHandlerMakesTheWorkerWedged shows the bound
+// itself), and the log names the mailbox.
+func TestWatchdogStopsWhenAWorkerWedges(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "400000") // feed every 200 ms
+	t.Setenv("WATCHDOG_PID", "")
+
+	m, _, cfg := demoSetup(t)
+	if _, err := m.Deliver(demoSupport, "INBOX", []byte("From: a@customer.example\r\nSubject: hang\r\nMessage-ID: <hang@customer.example>\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	entered, hang := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h := mailbox.OneByOne(mailbox.HandlerFunc(func(context.Context, *mailbox.Incoming) mailbox.Disposition {
+		once.Do(func() { close(entered) })
+		<-hang // a handler on a hung disk
+		return mailbox.Disposition{Action: mailbox.Retry, Reason: "test"}
+	}))
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	pool := newMailboxPool(ctx, h, intake.Cursors(st), log)
+	pool.start(cfg.Mailboxes[0])
+	var skew atomic.Int64
+	sup := &supervisor{log: log, pool: pool, now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }}
+	done := make(chan struct{})
+	go func() { sup.run(ctx); close(done) }()
+	defer func() { close(hang); cancel(); <-done; pool.wait() }()
+
+	read := func(want string, within time.Duration) bool {
+		t.Helper()
+		buf := make([]byte, 4096)
+		deadline := time.Now().Add(within)
+		for {
+			conn.SetReadDeadline(deadline)
+			n, err := conn.Read(buf)
+			if err != nil {
+				return false
+			}
+			if strings.Contains(string(buf[:n]), want) {
+				return true
+			}
+		}
+	}
+	if !read("READY=1", 10*time.Second) || !read("WATCHDOG=1", 10*time.Second) {
+		t.Fatal("no READY=1 and WATCHDOG=1 from a healthy start")
+	}
+	<-entered
+	skew.Store(int64(time.Hour))
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "no longer feeding the systemd watchdog") {
+		if !read("WATCHDOG=1", 200*time.Millisecond) && time.Now().After(deadline) {
+			t.Fatalf("the wedged worker was never reported; log:\n%s", logs.String())
+		}
+	}
+	if !strings.Contains(logs.String(), cfg.Mailboxes[0].Name+" (no progress since") {
+		t.Errorf("the log does not name the wedged mailbox:\n%s", logs.String())
+	}
+	if read("WATCHDOG=1", time.Second) { // five feed intervals
+		t.Fatal("the watchdog is still fed while the worker is wedged")
 	}
 }
