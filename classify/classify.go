@@ -461,6 +461,13 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 		_, err := io.Copy(io.Discard, dec)
 		return ignoreEOF(err)
 	}
+	if b64, isB64 := dec.(*base64Reader); isB64 && !p.reportPart(mt) {
+		// The attachment's size is all we keep: count, don't decode.
+		var size int64
+		size, b64.st.bad = base64Size(body)
+		p.attachment(name, mt, size)
+		return nil
+	}
 	var src io.Reader = dec
 	if p.reportPart(mt) {
 		head, err := io.ReadAll(io.LimitReader(dec, maxReportPart))
@@ -472,12 +479,18 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 	}
 	cr := &countingReader{r: src}
 	_, err := io.Copy(io.Discard, cr)
+	p.attachment(name, mt, cr.n)
+	return ignoreEOF(err)
+}
+
+// attachment records an attachment by its (sanitised) name, type and
+// decoded size; its content is not kept.
+func (p *parser) attachment(name, mt string, size int64) {
 	p.msg.Attachments = append(p.msg.Attachments, Attachment{
 		Filename:    sanitizeFilename(name),
 		ContentType: mt,
-		Size:        cr.n,
+		Size:        size,
 	})
-	return ignoreEOF(err)
 }
 
 // looksBase64 reports whether the start of a body is plausibly base64: most

@@ -254,6 +254,52 @@ func (s *b64State) flush(out []byte) []byte {
 	return out
 }
 
+// measure is feed without the output: how many bytes in decodes to.
+func (s *b64State) measure(in []byte) (n int64) {
+	for _, c := range in {
+		if b64Value[c] != 0xff {
+			if s.n++; s.n == 4 {
+				n, s.n = n+3, 0
+			}
+			continue
+		}
+		switch c {
+		case '=':
+			n += s.measureFlush()
+		case ' ', '\t', '\r', '\n':
+		default:
+			s.bad = true
+		}
+	}
+	return n
+}
+
+// measureFlush is flush without the output.
+func (s *b64State) measureFlush() int64 {
+	k := s.n
+	s.n = 0
+	if k == 1 {
+		s.bad = true
+		return 0
+	}
+	return int64(max(k-1, 0))
+}
+
+// base64Size is how many bytes decoding r with the lenient decoder gives,
+// and whether it was malformed, without decoding: an attachment's size
+// needs no more. Like the decoder, it takes a read error for the end.
+func base64Size(r io.Reader) (size int64, bad bool) {
+	var s b64State
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		size += s.measure(buf[:n])
+		if err != nil {
+			return size + s.measureFlush(), s.bad
+		}
+	}
+}
+
 func decodeBase64Lenient(in []byte) []byte {
 	var s b64State
 	out := s.feed(in, make([]byte, 0, len(in)*3/4+3))

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caseintake/caseintake/casemodel"
@@ -132,8 +133,11 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		// Small enough to hold: read it off the connection now and let a
 		// helper store and parse it while the next message downloads.
 		p.parsing <- struct{}{}
-		buf, err := io.ReadAll(in.Body)
-		if err != nil {
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		buf.Grow(int(in.Size))
+		if _, err := buf.ReadFrom(in.Body); err != nil {
+			bodyBuffers.Put(buf)
 			<-p.parsing
 			close(st.parsed)
 			return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
@@ -141,8 +145,9 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		go func() {
 			defer close(st.parsed)
 			defer func() { <-p.parsing }()
-			if p.stageRaw(st, bytes.NewReader(buf)) {
-				p.parsedFrom(st, in, bytes.NewReader(buf))
+			defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
+			if p.stageRaw(st, bytes.NewReader(buf.Bytes())) {
+				p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()))
 			}
 		}()
 		return st
@@ -167,6 +172,9 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 	}()
 	return st
 }
+
+// bodyBuffers recycles the buffers of messages held in memory.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // inMemoryMax is the largest message Stage holds in memory (at most
 // parsing's capacity of them at once); bigger ones stream to disk.
