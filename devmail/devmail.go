@@ -97,7 +97,7 @@ type Server struct {
 	onSent   func(Envelope)
 	rcptErr  map[string]error // key: lower-cased address
 	smtpDown bool
-	smtpConn []*smtp.Conn // every SMTP connection accepted, in order
+	smtpConn []*smtp.Conn      // every SMTP connection accepted, in order
 	tokens   map[string]string // OAuth token → lower-cased user (oauth.go)
 	noCreate bool              // IMAP CREATE refused (folders.go)
 }
