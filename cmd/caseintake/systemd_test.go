@@ -53,16 +53,7 @@ func TestUnitFileVerifies(t *testing.T) {
 // TestNotifyProtocol runs the daemon with a NOTIFY_SOCKET and a watchdog,
 // as systemd would, and reads what it sends.
 func TestNotifyProtocol(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", sock)
-	t.Setenv("WATCHDOG_USEC", "400000") // feed every 200 ms
-	t.Setenv("WATCHDOG_PID", "")
-
+	sd := listenNotify(t)
 	_, _, cfg := demoSetup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -70,18 +61,11 @@ func TestNotifyProtocol(t *testing.T) {
 
 	read := func(want string) string {
 		t.Helper()
-		buf := make([]byte, 4096)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			conn.SetReadDeadline(deadline)
-			n, err := conn.Read(buf)
-			if err != nil {
-				t.Fatalf("waiting for %q: %v", want, err)
-			}
-			if msg := string(buf[:n]); strings.Contains(msg, want) {
-				return msg
-			}
+		msg, ok := sd.read(want, 10*time.Second)
+		if !ok {
+			t.Fatalf("no %q within 10 s", want)
 		}
+		return msg
 	}
 	if msg := read("READY=1"); !strings.Contains(msg, "STATUS=support: connected") {
 		t.Errorf("READY message = %q, want the mailbox state", msg)
@@ -101,16 +85,7 @@ func TestNotifyProtocol(t *testing.T) {
 // that takes; mailbox's TestHungHandlerMakesTheWorkerWedged shows the bound
 // itself), and the log names the mailbox.
 func TestWatchdogStopsWhenAWorkerWedges(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	t.Setenv("NOTIFY_SOCKET", sock)
-	t.Setenv("WATCHDOG_USEC", "400000") // feed every 200 ms
-	t.Setenv("WATCHDOG_PID", "")
-
+	sd := listenNotify(t)
 	m, _, cfg := demoSetup(t)
 	if _, err := m.Deliver(demoSupport, "INBOX", []byte("From: a@customer.example\r\nSubject: hang\r\nMessage-ID: <hang@customer.example>\r\n\r\nx\r\n")); err != nil {
 		t.Fatal(err)
@@ -139,19 +114,8 @@ func TestWatchdogStopsWhenAWorkerWedges(t *testing.T) {
 	defer func() { close(hang); cancel(); <-done; pool.wait() }()
 
 	read := func(want string, within time.Duration) bool {
-		t.Helper()
-		buf := make([]byte, 4096)
-		deadline := time.Now().Add(within)
-		for {
-			conn.SetReadDeadline(deadline)
-			n, err := conn.Read(buf)
-			if err != nil {
-				return false
-			}
-			if strings.Contains(string(buf[:n]), want) {
-				return true
-			}
-		}
+		_, ok := sd.read(want, within)
+		return ok
 	}
 	if !read("READY=1", 10*time.Second) || !read("WATCHDOG=1", 10*time.Second) {
 		t.Fatal("no READY=1 and WATCHDOG=1 from a healthy start")
@@ -169,5 +133,39 @@ func TestWatchdogStopsWhenAWorkerWedges(t *testing.T) {
 	}
 	if read("WATCHDOG=1", time.Second) { // five feed intervals
 		t.Fatal("the watchdog is still fed while the worker is wedged")
+	}
+}
+
+// notifySocket is a NOTIFY_SOCKET as systemd offers it, with a watchdog
+// that wants feeding every 200 ms.
+type notifySocket struct{ conn *net.UnixConn }
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", sock)
+	t.Setenv("WATCHDOG_USEC", "400000")
+	t.Setenv("WATCHDOG_PID", "")
+	return &notifySocket{conn: conn}
+}
+
+// read returns the first message containing want that arrives within the
+// given time, and whether one did.
+func (n *notifySocket) read(want string, within time.Duration) (string, bool) {
+	buf := make([]byte, 4096)
+	n.conn.SetReadDeadline(time.Now().Add(within))
+	for {
+		k, err := n.conn.Read(buf)
+		if err != nil {
+			return "", false
+		}
+		if msg := string(buf[:k]); strings.Contains(msg, want) {
+			return msg, true
+		}
 	}
 }
