@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 )
 
 // maxBoundary bounds the boundary parameter; RFC 2046 allows 70 characters.
@@ -285,12 +286,17 @@ func (s *b64State) measureFlush() int64 {
 	return int64(max(k-1, 0))
 }
 
+// sizeBuffers recycles base64Size's read buffers.
+var sizeBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
 // base64Size is how many bytes decoding r with the lenient decoder gives,
 // and whether it was malformed, without decoding: an attachment's size
 // needs no more. Like the decoder, it takes a read error for the end.
 func base64Size(r io.Reader) (size int64, bad bool) {
 	var s b64State
-	buf := make([]byte, 32<<10)
+	bp := sizeBuffers.Get().(*[32 << 10]byte)
+	defer sizeBuffers.Put(bp)
+	buf := bp[:]
 	for {
 		n, err := r.Read(buf)
 		size += s.measure(buf[:n])
