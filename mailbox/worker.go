@@ -383,6 +383,7 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 
 	pctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
 	stop := context.AfterFunc(pctx, func() { s.c.Close() })
+	validity := s.cur.UIDValidity
 	uids, metas, more, err := w.scan(s, from)
 	closed := !stop()
 	cancel()
@@ -393,6 +394,10 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	if err != nil {
 		w.settle(s)
 		return 0, false, err
+	}
+	if s.cur.UIDValidity != validity {
+		// The UIDs in flight name other messages now: move none of them.
+		w.settle(s)
 	}
 
 	bctx, release := w.messageContext(ctx)
@@ -441,14 +446,14 @@ func (w *Worker) finish(s *sess) error {
 	return err
 }
 
-// settle waits for the batch in flight without moving anything (the
-// connection is gone or going): its messages stay in the folder, and those
-// committed are recognised when they are offered again.
+// settle waits for the batch in flight without moving anything or
+// advancing the cursor (the connection is gone or going, or its UIDs are
+// void): its messages stay in the folder, and those committed are
+// recognised when they are offered again.
 func (w *Worker) settle(s *sess) {
 	if f := s.inFlight; f != nil {
 		s.inFlight = nil
 		<-f.disps
-		w.advance(s, f.uids, f.done)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -694,5 +695,57 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		case <-deadline:
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// The folder is recreated (new UIDVALIDITY) while a batch is committing:
+// its UIDs now name other messages, so none of them is moved; the new
+// messages are handled and moved as usual.
+func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 4; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "old"))
+	}
+	p, cfg := startProxy(t, srv)
+	var selects atomic.Int32
+	p.OnCommand = func(line string) {
+		if strings.Contains(strings.ToUpper(line), " SELECT ") && selects.Add(1) == 2 {
+			// After the first batch [1 2] was staged, before the next scan.
+			if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
+				panic(err)
+			}
+			if err := srv.CreateFolder(testUser, "INBOX"); err != nil {
+				panic(err)
+			}
+			for i := 5; i <= 6; i++ {
+				if _, err := srv.Deliver(testUser, "INBOX", []byte(testMessage(i, "new"))); err != nil {
+					panic(err)
+				}
+			}
+		}
+	}
+	h := &batchHandler{inbox: func() []uint32 { return nil }}
+	cs := newCursors()
+	r := newBatchWorker(t, cfg, h, cs)
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 2)
+	processed := messages(t, srv, "Processed")
+	if len(processed) != 2 {
+		t.Fatalf("Processed holds %d messages, want the 2 new ones", len(processed))
+	}
+	for _, m := range processed {
+		if !strings.Contains(string(m.Raw), "new") {
+			t.Errorf("Processed holds %q, which no commit of the new folder covered", m.Raw)
+		}
+	}
+	var moved []string
+	for _, rec := range r.log.records(t) {
+		if rec["msg"] == "message processed" {
+			moved = append(moved, fmt.Sprint(rec["message_id"]))
+		}
+	}
+	if !slices.Equal(moved, []string{"m5@customer.example", "m6@customer.example"}) {
+		t.Errorf("moved as processed: %v; want only the new folder's m5 and m6 (the old batch's UIDs are void)", moved)
 	}
 }
