@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -150,5 +151,34 @@ func TestPanicInABatchQuarantinesOnlyThatMessage(t *testing.T) {
 	}
 	if n := len(h.allCases()); n != 0 {
 		t.Fatalf("%d cases from a panicking decision (its transaction must roll back)", n)
+	}
+}
+
+// A server whose RFC822.SIZE understates a message (some only estimate
+// it): Stage reads at most the in-memory bound into memory and streams the
+// rest after it, and the whole message is stored.
+func TestUnderstatedSizeStillStoresTheWholeMessage(t *testing.T) {
+	h := newHarness(t, harnessOpts{noWorkers: true})
+	raw := strings.Replace(msg("alice@customer.example", "Big log attached", "big-log@customer.example"),
+		"Hello, please help.", strings.Repeat("a log line that goes on and on\r\n", inMemoryMax/30), 1)
+	if len(raw) <= inMemoryMax {
+		t.Fatalf("test message of %d bytes is not over the in-memory bound", len(raw))
+	}
+	st := h.pipeline.Stage(context.Background(), &mailbox.Incoming{Mailbox: "support", UIDValidity: 1, UID: 1,
+		Size: 2048, Body: strings.NewReader(raw)})
+	if d := h.pipeline.Commit(context.Background(), []mailbox.Staged{st})[0]; d.Action != mailbox.Ack {
+		t.Fatalf("disposition %+v", d)
+	}
+	ds, _ := h.store.Trace("big-log@customer.example")
+	if len(ds) != 1 || ds[0].Size != int64(len(raw)) {
+		t.Fatalf("decisions %+v, want one of %d bytes", ds, len(raw))
+	}
+	f, err := h.store.OpenRaw(ds[0].RawRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, _ := io.ReadAll(f); string(got) != raw {
+		t.Fatalf("raw store holds %d bytes, want the message's %d", len(got), len(raw))
 	}
 }

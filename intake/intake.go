@@ -129,6 +129,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		return st
 	}
 	st.parsed = make(chan struct{})
+	body := in.Body
 	if in.Size > 0 && in.Size <= inMemoryMax {
 		// Small enough to hold: read it off the connection now and let a
 		// helper store and parse it while the next message downloads.
@@ -136,25 +137,33 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		buf := bodyBuffers.Get().(*bytes.Buffer)
 		buf.Reset()
 		buf.Grow(int(in.Size))
-		if _, err := buf.ReadFrom(in.Body); err != nil {
+		n, err := buf.ReadFrom(io.LimitReader(in.Body, inMemoryMax+1))
+		if err != nil {
 			bodyBuffers.Put(buf)
 			<-p.parsing
 			close(st.parsed)
 			return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
 		}
-		go func() {
-			defer close(st.parsed)
-			defer func() { <-p.parsing }()
-			defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
-			if p.stageRaw(st, bytes.NewReader(buf.Bytes())) {
-				p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()))
-			}
-		}()
-		return st
+		if n <= inMemoryMax {
+			go func() {
+				defer close(st.parsed)
+				defer func() { <-p.parsing }()
+				defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
+				if p.stageRaw(st, bytes.NewReader(buf.Bytes())) {
+					p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()))
+				}
+			}()
+			return st
+		}
+		// Bigger than the server announced (RFC822.SIZE is an estimate on
+		// some servers): stream the rest after what was read.
+		<-p.parsing
+		defer bodyBuffers.Put(buf)
+		body = io.MultiReader(bytes.NewReader(buf.Bytes()), in.Body)
 	}
 	// A big message streams to the raw store; parsing it from there
 	// overlaps with the next message's download.
-	if !p.stageRaw(st, in.Body) {
+	if !p.stageRaw(st, body) {
 		close(st.parsed)
 		return st
 	}

@@ -28,6 +28,9 @@ const (
 	// metadata fetch stays small; a full batch is followed at once by the
 	// next one.
 	defaultBatch = 500
+	// defaultBatchBytes bounds a batch by the size of its messages (one
+	// message more than that still makes a batch of one).
+	defaultBatchBytes = 32 << 20
 )
 
 var (
@@ -53,6 +56,7 @@ type Worker struct {
 	stopGrace   time.Duration
 	stepTimeout time.Duration
 	batch       int
+	batchBytes  int64
 	// event, when set, is told "connected", "disconnected" and "cycle"
 	// (after each successful poll cycle). Test hook.
 	event func(string)
@@ -81,6 +85,7 @@ func NewWorker(cfg config.Mailbox, h Handler, cs CursorStore, log *slog.Logger) 
 		stopGrace:   defaultStopGrace,
 		stepTimeout: max(2*cfg.PollInterval, minStepTimeout),
 		batch:       defaultBatch,
+		batchBytes:  defaultBatchBytes,
 	}
 }
 
@@ -543,6 +548,17 @@ func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, er
 			mt.messageID = m.Envelope.MessageID
 		}
 		metas[uint32(m.UID)] = mt
+	}
+	// A batch's parsed messages stay in memory until it is committed (and
+	// the next batch's meanwhile): bound it by bytes as well as by count.
+	var total int64
+	for i, u := range uids {
+		if m, ok := metas[u]; ok && !(w.cfg.MaxMessageSize > 0 && m.size > w.cfg.MaxMessageSize) {
+			if total += m.size; total > w.batchBytes && i > 0 {
+				uids, more = uids[:i], true
+				break
+			}
+		}
 	}
 	return uids, metas, more, nil
 }

@@ -749,3 +749,23 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 		t.Errorf("moved as processed: %v; want only the new folder's m5 and m6 (the old batch's UIDs are void)", moved)
 	}
 }
+
+// A batch is bounded by the size of its messages too: its parsed messages
+// stay in memory until it is committed.
+func TestBatchBoundedByBytes(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 5; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, strings.Repeat("x", 1000)))
+	}
+	size := int64(len(testMessage(1, strings.Repeat("x", 1000))))
+	h := &batchHandler{inbox: func() []uint32 { return nil }}
+	r := newBatchWorker(t, mailboxConfig(srv), h, newCursors())
+	r.w.batchBytes = 2*size + size/2 // room for two
+	r.start(t)
+	r.waitEvent(t, "cycle", 3)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if want := [][]uint32{{1, 2}, {3, 4}, {5}}; !slices.EqualFunc(h.commits, want, slices.Equal) {
+		t.Fatalf("commits = %v, want %v", h.commits, want)
+	}
+}
