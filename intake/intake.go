@@ -257,7 +257,7 @@ func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox
 				st.log.Error("cannot make the raw message durable; left on the server, will retry", "err", err)
 				st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
 			}
-		} else if !p.commitTogether(pending) {
+		} else if len(pending) == 1 || !p.commitTogether(pending) {
 			for _, st := range pending {
 				p.commitAlone(st)
 			}
@@ -275,8 +275,8 @@ func (p *Pipeline) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Dis
 	return p.Commit(ctx, []mailbox.Staged{p.Stage(ctx, in)})[0]
 }
 
-// commitTogether records every pending message in one transaction and
-// reports whether it was committed.
+// commitTogether records every pending message (two or more) in one
+// transaction and reports whether it was committed.
 func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 	decided := make([]store.Decision, len(pending))
 	queued := 0
@@ -309,10 +309,8 @@ func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 		return nil
 	})
 	if err != nil {
-		if len(pending) > 1 {
-			p.log.Warn("cannot commit a batch; committing its messages one by one", "err", err, "messages", len(pending))
-		}
-		return len(pending) == 1 && p.failed(pending[0], err)
+		p.log.Warn("cannot commit a batch; committing its messages one by one", "err", err, "messages", len(pending))
+		return false
 	}
 	for i, st := range pending {
 		p.decided(st, &decided[i])
@@ -353,12 +351,10 @@ func (p *Pipeline) commitAlone(st *staged) {
 	}
 }
 
-// failed answers Retry for a message whose commit failed; it reports true
-// (the message is answered).
-func (p *Pipeline) failed(st *staged, err error) bool {
+// failed answers Retry for a message whose commit failed.
+func (p *Pipeline) failed(st *staged, err error) {
 	st.log.Error("cannot commit; left on the server, will retry", "err", err)
 	st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
-	return true
 }
 
 // decided logs a committed decision and answers for its message.
