@@ -182,7 +182,8 @@ func (e *TokenRefusedError) Unwrap() error { return e.Err }
 
 // Send submits data to the recipients, one RCPT at a time so that each
 // recipient's answer is known: the message goes to those accepted even when
-// others are refused.
+// others are refused. It reuses the connection the previous Send left open
+// (see CloseIdle) and leaves its own open for the next.
 func (s *Sender) Send(ctx context.Context, envFrom string, to []string, data []byte) Result {
 	res := Result{Permanent: map[string]string{}}
 	c, reused := s.takeIdle()
