@@ -204,6 +204,11 @@ func TestPostfixOutageQueues(t *testing.T) {
 	s := startStack(t)
 	s.StopDovecot(t)
 	id := s.Send(t, "customer", "team", "queued during outage", "x") // accepted: queued
+	// Stop Postfix once the failed attempt has put the mail in the deferred
+	// queue, not while the attempt is under way: a Postfix stopped before
+	// its queue manager took the result ("skipped, still being delivered")
+	// sometimes left the mail unretried for minutes.
+	s.WaitForDeferred(t, 20*time.Second)
 	s.StopPostfix(t)
 	if c, err := net.DialTimeout("tcp", s.SMTPAddr(), time.Second); err == nil {
 		c.Close()

@@ -419,6 +419,24 @@ func processAlive(pid int) bool {
 	return ok && state != "Z"
 }
 
+// WaitForDeferred waits until a message sits in Postfix's deferred queue
+// (the queue manager has taken a failed attempt's result).
+func (s *Stack) WaitForDeferred(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if files, _ := filepath.Glob(filepath.Join(s.Dir, "postfix-queue", "deferred", "*", "*")); len(files) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message in Postfix's deferred queue within %v:\n%s", within, s.LogTail(20))
+		}
+		<-tick.C
+	}
+}
+
 // LogTail returns the last n lines of each of the stack's logs.
 func (s *Stack) LogTail(n int) string {
 	var b strings.Builder
