@@ -16,6 +16,18 @@ import (
 	"github.com/caseintake/caseintake/store"
 )
 
+// clientFor parses the command's record argument (a case ID, a quarantine
+// record number) and then opens the API client, so that a mistyped
+// argument is reported before the config is read.
+func clientFor(cmd *cobra.Command, arg string, parse func(string) (uint64, error)) (uint64, *api.Client, error) {
+	n, err := parse(arg)
+	if err != nil {
+		return 0, nil, err
+	}
+	c, err := apiClient(cmd)
+	return n, c, err
+}
+
 func apiClient(cmd *cobra.Command) (*api.Client, error) {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
@@ -112,11 +124,7 @@ func newCasesShowCmd() *cobra.Command {
 		Short: "Show one case with its messages, decisions, events and notifications",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseCaseID(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(cmd)
+			id, c, err := clientFor(cmd, args[0], parseCaseID)
 			if err != nil {
 				return err
 			}
@@ -251,11 +259,7 @@ func agentAction(use, short string, extra func(*cobra.Command), run func(cmd *co
 		Short: short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := parseCaseID(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(cmd)
+			id, c, err := clientFor(cmd, args[0], parseCaseID)
 			if err != nil {
 				return err
 			}

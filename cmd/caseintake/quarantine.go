@@ -71,11 +71,7 @@ the quarantine folder. A message that was too large to download has no
 stored bytes: raise max_message_size and move it back to the inbox instead.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			seq, err := parseQuarantineSeq(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(cmd)
+			seq, c, err := clientFor(cmd, args[0], parseQuarantineSeq)
 			if err != nil {
 				return err
 			}
@@ -120,11 +116,7 @@ With --raw it writes the exact bytes the daemon stored to stdout, e.g.
 caseintake quarantine show 12 --raw > message.eml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			seq, err := parseQuarantineSeq(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(cmd)
+			seq, c, err := clientFor(cmd, args[0], parseQuarantineSeq)
 			if err != nil {
 				return err
 			}
@@ -220,11 +212,7 @@ no sender address can be found, name the customer with --requester;
 released it. The IMAP copy stays in the quarantine folder.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			seq, err := parseQuarantineSeq(args[0])
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(cmd)
+			seq, c, err := clientFor(cmd, args[0], parseQuarantineSeq)
 			if err != nil {
 				return err
 			}
