@@ -18,19 +18,6 @@ const rawDir = "raw"
 // RawPrefix starts every raw reference: "sha256:<hex>".
 const RawPrefix = "sha256:"
 
-// WriteRaw streams a message's exact bytes into the content-addressed raw
-// store and returns its reference ("sha256:<hex>") and size, durable: it is
-// StageRaw followed by SyncRaw.
-func (s *Store) WriteRaw(r io.Reader) (ref string, size int64, err error) {
-	if ref, size, err = s.StageRaw(r); err != nil {
-		return "", 0, err
-	}
-	if err := s.SyncRaw(); err != nil {
-		return "", 0, err
-	}
-	return ref, size, nil
-}
-
 // StageRaw streams a message's exact bytes into the content-addressed raw
 // store and returns its reference ("sha256:<hex>") and size. The file is
 // in place but not yet durable: call SyncRaw before a transaction refers to

@@ -59,17 +59,26 @@ func TestCorruptDatabaseRefusedAndKept(t *testing.T) {
 	}
 }
 
+// writeRaw stores r durably, as Commit does for a batch.
+func writeRaw(s *Store, r io.Reader) (string, int64, error) {
+	ref, size, err := s.StageRaw(r)
+	if err == nil {
+		err = s.SyncRaw()
+	}
+	return ref, size, err
+}
+
 func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
 	s := openTest(t)
 	msg := "Subject: hi\r\n\r\nbody\r\n"
-	ref, size, err := s.WriteRaw(strings.NewReader(msg))
+	ref, size, err := writeRaw(s, strings.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if size != int64(len(msg)) || !strings.HasPrefix(ref, RawPrefix) {
 		t.Fatalf("ref=%s size=%d", ref, size)
 	}
-	ref2, _, err := s.WriteRaw(strings.NewReader(msg))
+	ref2, _, err := writeRaw(s, strings.NewReader(msg))
 	if err != nil || ref2 != ref {
 		t.Fatalf("same bytes: ref %s vs %s, %v", ref2, ref, err)
 	}
@@ -91,13 +100,34 @@ func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
 	}
 }
 
+// A crash before SyncRaw can leave a raw file cut short under its final
+// name; storing the same bytes again replaces it instead of trusting it.
+func TestStageRawReplacesAFileCutShort(t *testing.T) {
+	s := openTest(t)
+	msg := "Subject: cut\r\n\r\nthe whole body\r\n"
+	ref, _, err := writeRaw(s, strings.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.rawPath(strings.TrimPrefix(ref, RawPrefix))
+	if err := os.WriteFile(path, []byte(msg[:10]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, err := writeRaw(s, strings.NewReader(msg)); err != nil || again != ref {
+		t.Fatalf("stored again: %s, %v", again, err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != msg {
+		t.Fatalf("raw file holds %q, want the whole message", got)
+	}
+}
+
 func TestOpenSweepsTempFilesLeftByACrash(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, _, err := s.WriteRaw(strings.NewReader("kept"))
+	ref, _, err := writeRaw(s, strings.NewReader("kept"))
 	if err != nil {
 		t.Fatal(err)
 	}
