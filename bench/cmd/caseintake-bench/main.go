@@ -38,10 +38,11 @@ type options struct {
 	only             string
 	keep             bool
 	drainLimit       time.Duration
+	profileSec       security
 }
 
 func main() {
-	var o options
+	o := options{profileSec: secTLS}
 	var cases string
 	flag.StringVar(&o.bin, "bin", "bin/caseintake", "the caseintake binary under test")
 	flag.StringVar(&o.out, "out", "bench/out", "output directory (stack, data dirs, logs, bench.json, profiles)")
@@ -54,6 +55,14 @@ func main() {
 	flag.IntVar(&o.bigMB, "big-mb", 50, "size of the big message in MB")
 	flag.StringVar(&o.only, "only", "", "comma-separated subset: backlog,latency,memory,store,profile (default: all but profile)")
 	flag.DurationVar(&o.drainLimit, "drain-limit", 45*time.Second, "stop a drain after this long and report the rate so far (keeps make bench under 15 minutes while the drain is slow)")
+	flag.Func("profile-security", "transport of the profile step: none (plaintext) or tls (default)", func(v string) error {
+		switch security(v) {
+		case secPlain, secTLS:
+			o.profileSec = security(v)
+			return nil
+		}
+		return fmt.Errorf("want none or tls, not %q", v)
+	})
 	flag.BoolVar(&o.keep, "keep", false, "keep data dirs (raw stores) after each step")
 	flag.Parse()
 	for _, s := range strings.Split(cases, ",") {

@@ -84,7 +84,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	defer sink.srv.Close()
 	dir := filepath.Join(o.out, "profile")
 	os.RemoveAll(dir)
-	dm, err := writeConfig(s, dir, secTLS, sink.port)
+	dm, err := writeConfig(s, dir, o.profileSec, sink.port)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	if werr != nil {
 		return werr
 	}
-	p := &Profile{Security: string(secTLS), Msgs: o.n, Seconds: seen.Sub(start).Seconds(), CPUProfile: cpuPath, HeapProfile: heapPath,
+	p := &Profile{Security: string(o.profileSec), Msgs: o.n, Seconds: seen.Sub(start).Seconds(), CPUProfile: cpuPath, HeapProfile: heapPath,
 		StageSeconds: time.Duration(th.stage.Load()).Seconds(), BodySeconds: time.Duration(th.body.Load()).Seconds(),
 		CommitSeconds: time.Duration(th.commit.Load()).Seconds(), Batches: th.batches.Load(),
 		AllocsPerMsg: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.n)}
