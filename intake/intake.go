@@ -149,7 +149,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 				defer close(st.parsed)
 				defer func() { <-p.parsing }()
 				defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
-				if p.stageRaw(st, bytes.NewReader(buf.Bytes())) {
+				if p.stageRawBytes(st, buf.Bytes()) {
 					p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()))
 				}
 			}()
@@ -197,6 +197,18 @@ func (p *Pipeline) stageRaw(st *staged, r io.Reader) bool {
 		return false
 	}
 	st.base.RawRef, st.base.Size = ref, size
+	st.log = st.log.With("raw", ref)
+	return true
+}
+
+// stageRawBytes is stageRaw for a message held in memory.
+func (p *Pipeline) stageRawBytes(st *staged, b []byte) bool {
+	ref, err := p.store.StageRawBytes(b)
+	if err != nil {
+		p.cannotStore(st, err)
+		return false
+	}
+	st.base.RawRef, st.base.Size = ref, int64(len(b))
 	st.log = st.log.With("raw", ref)
 	return true
 }

@@ -68,7 +68,33 @@ func writeRaw(s *Store, r io.Reader) (string, int64, error) {
 	return ref, size, err
 }
 
+// writeRawBytes is writeRaw through StageRawBytes, the in-memory path.
+func writeRawBytes(s *Store, r io.Reader) (string, int64, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return "", 0, err
+	}
+	ref, err := s.StageRawBytes(b)
+	if err == nil {
+		err = s.SyncRaw()
+	}
+	return ref, int64(len(b)), err
+}
+
+// rawWriters are the two ways into the raw store; each test of the raw
+// store's rules runs for both.
+var rawWriters = []struct {
+	name  string
+	write func(*Store, io.Reader) (string, int64, error)
+}{{"stream", writeRaw}, {"bytes", writeRawBytes}}
+
 func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
+	for _, w := range rawWriters {
+		t.Run(w.name, func(t *testing.T) { testContentAddressed(t, w.write) })
+	}
+}
+
+func testContentAddressed(t *testing.T, writeRaw func(*Store, io.Reader) (string, int64, error)) {
 	s := openTest(t)
 	msg := "Subject: hi\r\n\r\nbody\r\n"
 	ref, size, err := writeRaw(s, strings.NewReader(msg))
@@ -103,6 +129,12 @@ func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
 // A crash before SyncRaw can leave a raw file cut short under its final
 // name; storing the same bytes again replaces it instead of trusting it.
 func TestStageRawReplacesAFileCutShort(t *testing.T) {
+	for _, w := range rawWriters {
+		t.Run(w.name, func(t *testing.T) { testReplacesCutShort(t, w.write) })
+	}
+}
+
+func testReplacesCutShort(t *testing.T, writeRaw func(*Store, io.Reader) (string, int64, error)) {
 	s := openTest(t)
 	msg := "Subject: cut\r\n\r\nthe whole body\r\n"
 	ref, _, err := writeRaw(s, strings.NewReader(msg))
