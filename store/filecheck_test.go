@@ -23,7 +23,14 @@ func TestCheckFileRefusesTruncatedDatabaseAndKeepsIt(t *testing.T) {
 	}
 	path := filepath.Join(dir, DBFile)
 	good, _ := os.ReadFile(path)
-	for _, size := range []int{len(good) / 3, 4096 + 100, 10} {
+	// The file runs past the pages in use (bbolt grows it ahead); a cut
+	// is a truncation once it reaches into those pages.
+	m, ok := readBoltMeta(good)
+	if !ok {
+		t.Fatal("fresh database has no readable header")
+	}
+	inUse := int(m.highPage) * int(m.pageSize)
+	for _, size := range []int{inUse - 1, inUse / 2, 4096 + 100, 10} {
 		cut := good[:size]
 		if err := os.WriteFile(path, cut, 0o600); err != nil {
 			t.Fatal(err)
