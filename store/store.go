@@ -56,13 +56,6 @@ type Store struct {
 	rawDirs sync.Map // raw subdirectories known to exist
 }
 
-// initialMmapSize is the address space bbolt maps up front. The file does
-// not grow with it, and only pages touched take memory; but the database
-// is not remapped while it stays below this size. Each remap copies every
-// node a write transaction holds and makes it wait for all readers, which
-// cost a backlog drain a tenth of its commit time.
-const initialMmapSize = 1 << 30
-
 // Open opens (or creates) the store in dataDir. A second process gets an
 // error wrapping ErrLocked within two seconds instead of waiting forever; a
 // file that is not a caseintake database, or is cut short, is refused and
@@ -76,7 +69,7 @@ func Open(dataDir string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dataDir, DBFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, InitialMmapSize: initialMmapSize})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open %s: %w (is caseintake already running with this data_dir?)", path, ErrLocked)

@@ -103,6 +103,9 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	}
 	seen, got, werr := s.waitCountUntil(o.n, o.drainLimit, "Processed", "Quarantine")
 	hwm, herr := dm.procStatus("VmHWM")
+	// Mapped database pages count in RSS too; say how much of it they are.
+	anon, _ := dm.procStatus("RssAnon")
+	file, _ := dm.procStatus("RssFile")
 	if err := dm.stop(); err != nil {
 		return br, err
 	}
@@ -122,8 +125,8 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	br.Ratio = br.Drain.MsgsPS / br.Raw.MsgsPS
 	br.PeakRSS = hwm
 	br.Load = loadavg()
-	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, peak RSS %.1f MB, load %s",
-		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, float64(hwm)/1e6, br.Load)
+	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
+		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
 	// Everything back into INBOX for the next pass.
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
 		return br, err
