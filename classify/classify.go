@@ -1,12 +1,12 @@
 package classify
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -180,7 +180,8 @@ func Parse(r io.Reader, lim Limits) (msg *Message, err error) {
 	}
 	lim = lim.withDefaults()
 	src := &errTracker{r: r}
-	br := bufio.NewReaderSize(src, 4<<10)
+	br := getReader(src)
+	defer putReader(br)
 	res, herr := readHeader(br, lim.MaxHeaderBytes, true)
 	if src.err != nil {
 		return nil, &ParseError{Reason: "read", Err: src.err}
@@ -359,6 +360,7 @@ func paramsCharset(v string) (string, bool) {
 // multipart walks the parts of one multipart body; h is its header.
 func (p *parser) multipart(h header, body io.Reader, boundary string, depth int) error {
 	mr := newMultipartReader(body, boundary)
+	defer putReader(mr.br)
 	// Keep the preamble only in case no delimiter line ever comes.
 	var pre bytes.Buffer
 	preamble := mr.preamble()
@@ -384,19 +386,7 @@ func (p *parser) multipart(h header, body io.Reader, boundary string, depth int)
 		if p.parts > p.lim.MaxParts {
 			return &limitError{"limit:parts", fmt.Sprintf("more than %d MIME parts", p.lim.MaxParts)}
 		}
-		pbr := bufio.NewReaderSize(pr, 4096)
-		res, herr := readHeader(pbr, p.lim.MaxHeaderBytes, false)
-		if errors.Is(herr, errHeaderTooBig) {
-			return &limitError{"limit:header-size", fmt.Sprintf("MIME part header larger than %d bytes", p.lim.MaxHeaderBytes)}
-		}
-		for _, w := range res.warnings {
-			p.warn(w)
-		}
-		var pbody io.Reader = pbr
-		if len(res.body) > 0 {
-			pbody = io.MultiReader(bytes.NewReader(res.body), pbr)
-		}
-		if err := p.entity(res.h, pbody, depth); err != nil {
+		if err := p.part(pr, depth); err != nil {
 			return err
 		}
 	}
@@ -404,6 +394,24 @@ func (p *parser) multipart(h header, body io.Reader, boundary string, depth int)
 		p.warn("multipart not closed by its final boundary")
 	}
 	return nil
+}
+
+// part reads one part of a multipart body: its header, then its entity.
+func (p *parser) part(pr io.Reader, depth int) error {
+	pbr := getReader(pr)
+	defer putReader(pbr)
+	res, herr := readHeader(pbr, p.lim.MaxHeaderBytes, false)
+	if errors.Is(herr, errHeaderTooBig) {
+		return &limitError{"limit:header-size", fmt.Sprintf("MIME part header larger than %d bytes", p.lim.MaxHeaderBytes)}
+	}
+	for _, w := range res.warnings {
+		p.warn(w)
+	}
+	var pbody io.Reader = pbr
+	if len(res.body) > 0 {
+		pbody = io.MultiReader(bytes.NewReader(res.body), pbr)
+	}
+	return p.entity(res.h, pbody, depth)
 }
 
 // leaf handles a non-multipart entity: body text, a delivery report part,
@@ -420,7 +428,8 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 	isBody := disp != "attachment" && name == "" && (mt == "text/plain" || mt == "text/html")
 	cte := h.get("Content-Transfer-Encoding")
 	if isBody && normEncoding(cte) == "base64" {
-		br := bufio.NewReaderSize(body, 4096)
+		br := getReader(body)
+		defer putReader(br)
 		peek, _ := br.Peek(2048)
 		body = br
 		if !looksBase64(peek) {
@@ -428,7 +437,19 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 			cte = ""
 		}
 	}
+	if !isBody && normEncoding(cte) == "base64" && !p.reportPart(mt) {
+		// The attachment's size is all we keep: count, don't decode.
+		size, bad := base64Size(body)
+		if bad {
+			p.warn("malformed base64 decoded leniently")
+		}
+		p.attachment(name, mt, size)
+		return nil
+	}
 	dec, ok := decodeTransfer(cte, body)
+	if cd, pooled := dec.(interface{ release() }); pooled {
+		defer cd.release()
+	}
 	if !ok {
 		p.warn("unknown Content-Transfer-Encoding " + label(normEncoding(cte)) + ": body kept undecoded")
 	}
@@ -460,13 +481,6 @@ func (p *parser) leaf(h header, mt string, params map[string]string, body io.Rea
 	case isBody:
 		_, err := io.Copy(io.Discard, dec)
 		return ignoreEOF(err)
-	}
-	if b64, isB64 := dec.(*base64Reader); isB64 && !p.reportPart(mt) {
-		// The attachment's size is all we keep: count, don't decode.
-		var size int64
-		size, b64.st.bad = base64Size(body)
-		p.attachment(name, mt, size)
-		return nil
 	}
 	var src io.Reader = dec
 	if p.reportPart(mt) {
@@ -534,9 +548,16 @@ func (p *parser) readText(r io.Reader, cs string, isHTML bool) string {
 		limit *= 4
 	}
 	cs = normCharset(cs)
+	// What is read is copied into the text before this returns.
+	buf := textBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledText {
+			textBuffers.Put(buf)
+		}
+	}()
 	if isHTML && cs == "" {
 		// Read raw, then look for a <meta charset>.
-		raw, trunc := readLimited(r, limit)
+		raw, trunc := readLimited(r, limit, buf)
 		if trunc {
 			p.warn("HTML body truncated before text extraction")
 		}
@@ -552,7 +573,7 @@ func (p *parser) readText(r io.Reader, cs string, isHTML bool) string {
 	if !ok {
 		p.warn("unknown charset " + label(cs) + ": text kept as raw bytes")
 	}
-	raw, trunc := readLimited(cr, limit)
+	raw, trunc := readLimited(cr, limit, buf)
 	s := fixUTF8(string(raw))
 	if isHTML {
 		if trunc {
@@ -563,11 +584,16 @@ func (p *parser) readText(r io.Reader, cs string, isHTML bool) string {
 	return p.finishText(s, trunc)
 }
 
-// readLimited reads up to limit bytes and discards the rest, reporting
-// whether there was more.
-func readLimited(r io.Reader, limit int) ([]byte, bool) {
-	var buf bytes.Buffer
-	_, _ = io.Copy(&buf, io.LimitReader(r, int64(limit)+1))
+// textBuffers recycles readText's buffers (those up to maxPooledText).
+var textBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledText = 1 << 20
+
+// readLimited reads up to limit bytes into buf (emptied first) and
+// discards the rest, reporting whether there was more.
+func readLimited(r io.Reader, limit int, buf *bytes.Buffer) ([]byte, bool) {
+	buf.Reset()
+	_, _ = io.Copy(buf, io.LimitReader(r, int64(limit)+1))
 	if buf.Len() > limit {
 		_, _ = io.Copy(io.Discard, r)
 		return buf.Bytes()[:limit], true

@@ -32,3 +32,30 @@ func TestBase64SizeAgreesWithTheDecoder(t *testing.T) {
 		}
 	}
 }
+
+// The quoted-printable decoder appends runs of literal bytes at once; it
+// must give exactly what stepping through the input a byte at a time
+// gives, whatever the input and however it is split into reads.
+func TestQPRunsDecodeAsByteSteps(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "abcXYZ019=  \t\r\n=3D=C3=A9=\r\n=\n=4=ZZ\xc3\xa9"
+	for range 2000 {
+		in := make([]byte, rng.IntN(400))
+		for i := range in {
+			in[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		var stepped qpReader
+		for _, c := range in {
+			stepped.step(c)
+		}
+		stepped.finish()
+		r := newQPReader(iotest.HalfReader(bytes.NewReader(in)))
+		var got bytes.Buffer
+		if _, err := got.ReadFrom(r); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), stepped.buf) || r.bad != stepped.bad {
+			t.Fatalf("decoding %q: runs give %q (bad %v), byte steps %q (bad %v)", in, got.Bytes(), r.bad, stepped.buf, stepped.bad)
+		}
+	}
+}

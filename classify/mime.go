@@ -27,7 +27,7 @@ type multipartReader struct {
 
 func newMultipartReader(r io.Reader, boundary string) *multipartReader {
 	return &multipartReader{
-		br:   bufio.NewReaderSize(r, 4<<10),
+		br:   getReader(r),
 		dash: []byte("--" + boundary),
 	}
 }
@@ -105,6 +105,9 @@ func (p *partReader) Read(b []byte) (int, error) {
 		if p.done {
 			return 0, io.EOF
 		}
+		if p.atLineStart && p.lines() {
+			continue
+		}
 		frag, err := p.m.br.ReadSlice('\n')
 		if len(frag) == 0 && err != nil {
 			// End of input (or a read error, which the top-level reader
@@ -152,6 +155,35 @@ func (p *partReader) Read(b []byte) (int, error) {
 			continue
 		}
 	}
+}
+
+// lines takes, in one step, the whole lines at the front of the buffered
+// input among which no delimiter line can be: those up to the first line
+// that starts with "-". Their content is returned as is; only the last
+// line ending is held back. Attachments come as thousands of short lines,
+// and a line at a time cost a quarter of parsing a backlog.
+func (p *partReader) lines() bool {
+	br := p.m.br
+	buf, _ := br.Peek(br.Buffered())
+	if len(buf) == 0 || buf[0] == '-' {
+		return false
+	}
+	cut := bytes.Index(buf, []byte("\n-")) + 1
+	if cut == 0 {
+		cut = bytes.LastIndexByte(buf, '\n') + 1
+	}
+	if cut == 0 {
+		return false // no whole line buffered
+	}
+	content, eol := buf[:cut-1], []byte("\n")
+	if bytes.HasSuffix(content, []byte("\r")) {
+		content, eol = content[:len(content)-1], []byte("\r\n")
+	}
+	p.pre = p.preBuf[:copy(p.preBuf[:], p.held[:p.nheld])]
+	p.nheld = copy(p.held[:], eol)
+	p.pending = content // valid until br is read again, after it is returned
+	_, _ = br.Discard(cut)
+	return true
 }
 
 // normEncoding normalises a Content-Transfer-Encoding value, mapping the
@@ -255,24 +287,30 @@ func (s *b64State) flush(out []byte) []byte {
 	return out
 }
 
-// measure is feed without the output: how many bytes in decodes to.
+// measure is feed without the output: how many bytes in decodes to. It
+// counts the alphabet characters of a run in a local and settles the
+// groups only at "=" and at the end, which keeps the loop to a table
+// lookup per byte: attachments are most of a backlog's bytes.
 func (s *b64State) measure(in []byte) (n int64) {
+	k := int64(s.n) // alphabet characters not yet settled into groups
 	for _, c := range in {
 		if b64Value[c] != 0xff {
-			if s.n++; s.n == 4 {
-				n, s.n = n+3, 0
-			}
+			k++
 			continue
 		}
 		switch c {
 		case '=':
+			n += k / 4 * 3
+			s.n = int(k % 4)
 			n += s.measureFlush()
+			k = 0
 		case ' ', '\t', '\r', '\n':
 		default:
 			s.bad = true
 		}
 	}
-	return n
+	s.n = int(k % 4)
+	return n + k/4*3
 }
 
 // measureFlush is flush without the output.
@@ -284,6 +322,25 @@ func (s *b64State) measureFlush() int64 {
 		return 0
 	}
 	return int64(max(k-1, 0))
+}
+
+// readerPool recycles the 4 KiB buffered readers Parse puts over the
+// message, each multipart body and each part: a backlog's messages have
+// several parts each, and these buffers were a quarter of what parsing
+// allocated.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
+// getReader returns a pooled buffered reader over r; putReader gives it
+// back once nothing reads from it.
+func getReader(r io.Reader) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
 }
 
 // sizeBuffers recycles base64Size's read buffers.
@@ -317,13 +374,22 @@ func decodeBase64Lenient(in []byte) []byte {
 // ends the stream like EOF: what was decoded so far is the body.
 type chunkDecoder struct {
 	r      io.Reader
-	in     [4096]byte
-	out    []byte // decoded, not yet returned
-	buf    []byte // reused decode buffer
+	bufs   *chunkBuffers // taken at the first Read, given back by release
+	out    []byte        // decoded, not yet returned
+	buf    []byte        // the decode step's output while it runs
 	eof    bool
 	decode func(in, out []byte) []byte // appends in, decoded, to out
 	flush  func(out []byte) []byte     // appends what is left at the end
 }
+
+// chunkBuffers are a decoder's input and output buffers, pooled: a
+// backlog's messages have several decoded parts each.
+type chunkBuffers struct {
+	in  [4096]byte
+	out []byte
+}
+
+var chunkPool = sync.Pool{New: func() any { return &chunkBuffers{out: make([]byte, 0, 6<<10)} }}
 
 func (d *chunkDecoder) Read(p []byte) (int, error) {
 	for {
@@ -335,14 +401,29 @@ func (d *chunkDecoder) Read(p []byte) (int, error) {
 		if d.eof {
 			return 0, io.EOF
 		}
-		n, err := d.r.Read(d.in[:])
-		d.buf = d.decode(d.in[:n], d.buf[:0])
+		if d.bufs == nil {
+			d.bufs = chunkPool.Get().(*chunkBuffers)
+		}
+		n, err := d.r.Read(d.bufs.in[:])
+		d.bufs.out = d.decode(d.bufs.in[:n], d.bufs.out[:0])
 		if err != nil {
-			d.buf = d.flush(d.buf)
+			d.bufs.out = d.flush(d.bufs.out)
 			d.eof = true
 		}
-		d.out = d.buf
+		d.out = d.bufs.out
 	}
+}
+
+// release gives the decoder's buffers back once it has been read; what
+// it had decoded and not returned is dropped.
+func (d *chunkDecoder) release() {
+	if d.bufs == nil {
+		return
+	}
+	if cap(d.bufs.out) <= 64<<10 {
+		chunkPool.Put(d.bufs)
+	}
+	d.bufs, d.out, d.buf = nil, nil, nil
 }
 
 // base64Reader is a streaming lenient base64 decoder.
@@ -374,8 +455,23 @@ func newQPReader(r io.Reader) *qpReader {
 		r: r,
 		decode: func(in, out []byte) []byte {
 			d.buf = out
-			for _, c := range in {
-				d.step(c)
+			for len(in) > 0 {
+				if d.state == qpNormal {
+					// A run of bytes that decode to themselves, appended
+					// at once: most of a text body.
+					n := 0
+					for n < len(in) && qpLiteral[in[n]] {
+						n++
+					}
+					if n > 0 {
+						d.emitWS()
+						d.buf = append(d.buf, in[:n]...)
+						in = in[n:]
+						continue
+					}
+				}
+				d.step(in[0])
+				in = in[1:]
 			}
 			return d.buf
 		},
@@ -387,6 +483,17 @@ func newQPReader(r io.Reader) *qpReader {
 	}
 	return d
 }
+
+// qpLiteral marks the bytes that step, in qpNormal, appends as they are.
+var qpLiteral = func() (t [256]bool) {
+	for i := range t {
+		t[i] = true
+	}
+	for _, c := range "= \t\r\n" {
+		t[c] = false
+	}
+	return t
+}()
 
 const (
 	qpNormal = iota

@@ -3,14 +3,28 @@ package classify
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
 )
 
+// readParts reads body's parts a byte at a time from the input, so that
+// partReader goes a line at a time; readPartsBuffered gives it the whole
+// body at once, so that it takes runs of lines.
 func readParts(t *testing.T, body, boundary string) (parts []string, closed, found bool) {
 	t.Helper()
-	mr := newMultipartReader(iotest.OneByteReader(strings.NewReader(body)), boundary)
+	return readPartsFrom(t, iotest.OneByteReader(strings.NewReader(body)), boundary)
+}
+
+func readPartsBuffered(t *testing.T, body, boundary string) (parts []string, closed, found bool) {
+	t.Helper()
+	return readPartsFrom(t, strings.NewReader(body), boundary)
+}
+
+func readPartsFrom(t *testing.T, r io.Reader, boundary string) (parts []string, closed, found bool) {
+	t.Helper()
+	mr := newMultipartReader(r, boundary)
 	pre, _ := io.ReadAll(mr.preamble())
 	parts = append(parts, "pre:"+string(pre))
 	for {
@@ -45,9 +59,30 @@ func TestMultipartReaderBytes(t *testing.T) {
 		{"no delimiter at all\r\n", []string{"pre:no delimiter at all\r\n"}, false},
 	}
 	for _, tt := range tests {
-		got, closed, _ := readParts(t, tt.body, "b")
-		if strings.Join(got, "|") != strings.Join(tt.want, "|") || closed != tt.closed {
-			t.Errorf("%q:\n got  %q closed %v\n want %q closed %v", tt.body, got, closed, tt.want, tt.closed)
+		for _, read := range []func(*testing.T, string, string) ([]string, bool, bool){readParts, readPartsBuffered} {
+			got, closed, _ := read(t, tt.body, "b")
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") || closed != tt.closed {
+				t.Errorf("%q:\n got  %q closed %v\n want %q closed %v", tt.body, got, closed, tt.want, tt.closed)
+			}
+		}
+	}
+}
+
+// Taking runs of lines at once must split a body exactly as going a line
+// at a time does, for bodies full of near-delimiters, bare CRs and LFs,
+// dashes and long lines.
+func TestMultipartRunsSplitAsLines(t *testing.T) {
+	pieces := []string{"--b", "--b--", "--bb", "-- b", "--b ", "-", "--", "text", "QUJD", "\r\n", "\n", "\r", " ", strings.Repeat("x", 5000)}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 3000 {
+		var body strings.Builder
+		for range rng.IntN(40) {
+			body.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		lines, lclosed, lfound := readParts(t, body.String(), "b")
+		runs, rclosed, rfound := readPartsBuffered(t, body.String(), "b")
+		if strings.Join(lines, "|") != strings.Join(runs, "|") || lclosed != rclosed || lfound != rfound {
+			t.Fatalf("%q:\n runs of lines %q closed %v found %v\n line by line  %q closed %v found %v", body.String(), runs, rclosed, rfound, lines, lclosed, lfound)
 		}
 	}
 }
