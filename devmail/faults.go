@@ -54,10 +54,11 @@ type FaultProxy struct {
 	Host string
 	Port int
 	// OnCommand, when set (before the first connection), sees every line
-	// the client sends before the server does: a test can change the
+	// the client sends before the server does, with the number of its
+	// connection (1 for the first accepted): a test can change the
 	// mailbox between two commands, e.g. expunge a message after the
 	// client's SEARCH and before its FETCH.
-	OnCommand func(line string)
+	OnCommand func(conn int, line string)
 
 	target string
 	ln     net.Listener
@@ -215,13 +216,14 @@ func (p *FaultProxy) serve() {
 		}
 		p.mu.Lock()
 		p.accepted++
+		n := p.accepted
 		close(p.changed)
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 		if !p.track(c) {
 			return
 		}
-		p.wg.Go(func() { p.handle(c) })
+		p.wg.Go(func() { p.handle(c, n) })
 	}
 }
 
@@ -230,6 +232,7 @@ const byeLine = "* BYE devmail fault proxy: connection closed on purpose\r\n"
 // proxyConn is one proxied connection: the commands the client sent that
 // the server-side reader needs to recognise answers.
 type proxyConn struct {
+	n        int // accepted order, from 1
 	mu       sync.Mutex
 	loginTag string
 	idleTag  string
@@ -248,7 +251,7 @@ func (pc *proxyConn) stop(conns ...net.Conn) {
 
 var commandRe = regexp.MustCompile(`^(\S+) (?i:(LOGIN|IDLE|AUTHENTICATE))\b`)
 
-func (p *FaultProxy) handle(client net.Conn) {
+func (p *FaultProxy) handle(client net.Conn, n int) {
 	defer p.untrack(client)
 	if p.take(ByeAtGreeting) {
 		_, _ = io.WriteString(client, byeLine)
@@ -262,7 +265,7 @@ func (p *FaultProxy) handle(client net.Conn) {
 		return
 	}
 	defer p.untrack(server)
-	pc := &proxyConn{done: make(chan struct{})}
+	pc := &proxyConn{n: n, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Go(func() { p.clientToServer(pc, client, server) })
 	wg.Go(func() { p.serverToClient(pc, client, server) })
@@ -291,7 +294,7 @@ func (p *FaultProxy) clientToServer(pc *proxyConn, client, server net.Conn) {
 				return
 			}
 			if p.OnCommand != nil {
-				p.OnCommand(line)
+				p.OnCommand(pc.n, line)
 			}
 			if _, werr := io.WriteString(server, line); werr != nil {
 				return

@@ -18,7 +18,11 @@
 //     arrives (\Seen is left alone); the worker never holds a whole message
 //     in memory, and sends no other command until that FETCH has been read
 //     to the end. Messages larger than MaxMessageSize are not downloaded.
-//   - One message at a time, in UID order, on one connection per mailbox.
+//   - Batches in UID order, their bodies streamed on one connection per
+//     mailbox. While a backlog drains, a second connection moves each
+//     committed batch, after selecting the folder again and checking that
+//     its UIDVALIDITY is still the batch's; it is closed when the backlog
+//     is done, and without it the first connection moves.
 //   - The cursor (UIDVALIDITY, last UID) advances only past messages that
 //     were acknowledged or quarantined (or vanished), and only contiguously:
 //     a Retry holds it below that message while later messages are still

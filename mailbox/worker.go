@@ -236,14 +236,31 @@ type sess struct {
 	// inFlight is the batch whose commit runs while the next one is
 	// fetched; its messages are moved once both are done.
 	inFlight *inFlight
+	// mover is a second connection, open while a backlog drains, that
+	// moves each committed batch while the next one downloads on c.
+	mover *mover
 }
 
 // inFlight is a staged batch being committed in the background.
 type inFlight struct {
-	uids  []uint32
-	batch []staged
-	done  map[uint32]bool // left the folder (or were gone) so far
-	disps chan []Disposition
+	uids   []uint32
+	batch  []staged
+	done   map[uint32]bool // left the folder (or were gone) so far
+	result chan flightResult
+}
+
+// flightResult is how a batch in flight ended: its dispositions and,
+// when the mover acknowledged it, the outcome of that.
+type flightResult struct {
+	disps []Disposition
+	moved bool
+	err   error
+}
+
+// mover is the second connection, with the folder selected.
+type mover struct {
+	c    *imapclient.Client
+	caps imap.CapSet
 }
 
 // runState is what Run remembers between sessions.
@@ -273,6 +290,7 @@ func (w *Worker) session(ctx context.Context, rs *runState) (connected, healthy 
 		return false, false, err
 	}
 	defer s.c.Close()
+	defer w.closeMover(s)
 	defer w.settle(s)
 
 	w.mu.Lock()
@@ -401,8 +419,10 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 		return 0, false, err
 	}
 	if s.cur.UIDValidity != validity {
-		// The UIDs in flight name other messages now: move none of them.
+		// The UIDs in flight name other messages now: move none of them,
+		// and none on a mover that selected the folder before.
 		w.settle(s)
+		w.closeMover(s)
 	}
 
 	bctx, release := w.messageContext(ctx)
@@ -427,15 +447,86 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	if err := w.finish(s); err != nil {
 		return 0, false, err
 	}
-	f := &inFlight{uids: uids, batch: batch, done: done, disps: make(chan []Disposition, 1)}
+	f := &inFlight{uids: uids, batch: batch, done: done, result: make(chan flightResult, 1)}
 	s.inFlight = f
+	if more && s.mover == nil {
+		s.mover = w.openMover(ctx, s)
+	}
 	// The commit outlives this step; it must end durable either way.
 	cctx := context.WithoutCancel(ctx)
-	go func() { f.disps <- w.commit(cctx, batch) }()
+	go func(m *mover, validity uint32) {
+		r := flightResult{disps: w.commit(cctx, batch)}
+		if m != nil {
+			r.moved = true
+			r.err = w.moveOn(cctx, m, validity, batch, r.disps, done)
+		}
+		f.result <- r
+	}(s.mover, s.cur.UIDValidity)
 	if !more || ctx.Err() != nil {
-		return 0, false, w.finish(s)
+		err := w.finish(s)
+		w.closeMover(s)
+		return 0, false, err
 	}
 	return uids[len(uids)-1], true, nil
+}
+
+// openMover opens the second connection for a backlog and selects the
+// folder on it. Moving a batch takes the server as long as scanning the
+// next one; on c it held up the download. Without it (the server refused
+// the connection, or the folder changed under it), c moves as before.
+func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
+	mctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
+	defer cancel()
+	c, caps, err := dial(mctx, w.cfg.IMAP, nil)
+	if err != nil {
+		w.log.Warn("cannot open a second connection to move messages during the backlog; moving on the first", "err", err)
+		return nil
+	}
+	stop := context.AfterFunc(mctx, func() { c.Close() })
+	sel, err := c.Select(w.cfg.Folder, nil).Wait()
+	if !stop() {
+		err = guardErr(mctx, err)
+	}
+	switch {
+	case err != nil:
+		w.log.Warn("cannot select the folder on a second connection; moving on the first", "folder", w.cfg.Folder, "err", err)
+	case sel.UIDValidity != s.cur.UIDValidity:
+		// The next scan on the first connection sees the change too.
+		w.log.Info("folder changed (UIDVALIDITY) while opening a second connection; moving on the first", "folder", w.cfg.Folder)
+	default:
+		return &mover{c: c, caps: caps}
+	}
+	c.Close()
+	return nil
+}
+
+// moveOn acknowledges a committed batch on the mover, under the step
+// deadline. It selects the folder again first: should its UIDVALIDITY no
+// longer be the batch's, the UIDs name other messages and nothing is
+// moved (the first connection's next scan starts the folder over).
+func (w *Worker) moveOn(ctx context.Context, m *mover, validity uint32, batch []staged, disps []Disposition, done map[uint32]bool) error {
+	mctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
+	defer cancel()
+	stop := context.AfterFunc(mctx, func() { m.c.Close() })
+	sel, err := m.c.Select(w.cfg.Folder, nil).Wait()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("select %q on the second connection: %w", w.cfg.Folder, err)
+	case sel.UIDValidity == validity:
+		err = w.acknowledge(m.c, m.caps, batch, disps, done)
+	}
+	if !stop() {
+		err = guardErr(mctx, err)
+	}
+	return err
+}
+
+// closeMover logs out of the mover, if one is open.
+func (w *Worker) closeMover(s *sess) {
+	if s.mover != nil {
+		s.mover.c.Close()
+		s.mover = nil
+	}
 }
 
 // finish waits for the batch in flight to be committed, moves its
@@ -446,7 +537,11 @@ func (w *Worker) finish(s *sess) error {
 		return nil
 	}
 	s.inFlight = nil
-	err := w.acknowledge(s, f.batch, <-f.disps, f.done)
+	r := <-f.result
+	err := r.err
+	if !r.moved {
+		err = w.acknowledge(s.c, s.caps, f.batch, r.disps, f.done)
+	}
 	w.advance(s, f.uids, f.done)
 	return err
 }
@@ -458,7 +553,7 @@ func (w *Worker) finish(s *sess) error {
 func (w *Worker) settle(s *sess) {
 	if f := s.inFlight; f != nil {
 		s.inFlight = nil
-		<-f.disps
+		<-f.result
 	}
 }
 
@@ -657,7 +752,7 @@ func (w *Worker) stageBatch(ctx, outer context.Context, s *sess, uids []uint32, 
 
 // acknowledge moves the committed messages of a batch, one command per
 // destination, and marks those moved done.
-func (w *Worker) acknowledge(s *sess, batch []staged, disps []Disposition, done map[uint32]bool) error {
+func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []staged, disps []Disposition, done map[uint32]bool) error {
 	var acked, quarantined imap.UIDSet
 	for i, st := range batch {
 		switch d := disps[i]; d.Action {
@@ -678,7 +773,7 @@ func (w *Worker) acknowledge(s *sess, batch []staged, disps []Disposition, done 
 		if len(mv.set) == 0 {
 			continue
 		}
-		if err := moveTo(s.c, s.caps, mv.set, mv.dest); err != nil {
+		if err := moveTo(c, caps, mv.set, mv.dest); err != nil {
 			return err
 		}
 		for i, st := range batch {

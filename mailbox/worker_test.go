@@ -505,7 +505,7 @@ func TestVanishedMessageSkipped(t *testing.T) {
 	}
 	p, cfg := startProxy(t, srv)
 	var once sync.Once
-	p.OnCommand = func(line string) {
+	p.OnCommand = func(_ int, line string) {
 		if strings.Contains(line, "BODY.PEEK[]") { // another client expunges UID 2 after our SEARCH
 			once.Do(func() {
 				if err := srv.Remove(testUser, "INBOX", 2); err != nil {
@@ -708,9 +708,10 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 	}
 	p, cfg := startProxy(t, srv)
 	var selects atomic.Int32
-	p.OnCommand = func(line string) {
-		if strings.Contains(strings.ToUpper(line), " SELECT ") && selects.Add(1) == 2 {
-			// After the first batch [1 2] was staged, before the next scan.
+	p.OnCommand = func(conn int, line string) {
+		if conn == 1 && strings.Contains(strings.ToUpper(line), " SELECT ") && selects.Add(1) == 2 {
+			// After the first batch [1 2] was staged, before the next scan
+			// (on the first connection; the second moves the old batch).
 			if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
 				panic(err)
 			}
@@ -767,5 +768,53 @@ func TestBatchBoundedByBytes(t *testing.T) {
 	defer h.mu.Unlock()
 	if want := [][]uint32{{1, 2}, {3, 4}, {5}}; !slices.EqualFunc(h.commits, want, slices.Equal) {
 		t.Fatalf("commits = %v, want %v", h.commits, want)
+	}
+}
+
+// While a backlog drains, each committed batch is moved on a second
+// connection, so that the next batch downloads meanwhile on the first;
+// once the backlog is done that connection is closed, and a message that
+// arrives alone is moved on the first as before.
+func TestBacklogMovesOnASecondConnection(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 6; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	p, cfg := startProxy(t, srv)
+	var mu sync.Mutex
+	var moves, bodies []int // connection of each MOVE, of each body FETCH
+	p.OnCommand = func(conn int, line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch upper := strings.ToUpper(line); {
+		case strings.Contains(upper, " MOVE "):
+			moves = append(moves, conn)
+		case strings.Contains(upper, "BODY.PEEK[]"):
+			bodies = append(bodies, conn)
+		}
+	}
+	h := &batchHandler{inbox: func() []uint32 { return nil }}
+	cs := newCursors()
+	r := newBatchWorker(t, cfg, h, cs)
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5 6]
+	if got := len(messages(t, srv, "Processed")); got != 6 {
+		t.Fatalf("Processed holds %d messages, want 6", got)
+	}
+	mu.Lock()
+	if !slices.Equal(bodies, []int{1, 1, 1}) || !slices.Equal(moves, []int{2, 2, 2}) {
+		t.Errorf("bodies fetched on connections %v, moved on %v; want the three batches fetched on 1 and moved on 2", bodies, moves)
+	}
+	moves = nil
+	mu.Unlock()
+
+	deliver(t, srv, "INBOX", testMessage(7, "alone"))
+	r.w.Kick()
+	cs.waitLastUID(t, "support", 7)
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(moves, []int{1}) || p.Accepted() != 2 {
+		t.Errorf("a lone message moved on connections %v with %d connections accepted; want it moved on the first, and no third connection", moves, p.Accepted())
 	}
 }
