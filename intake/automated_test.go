@@ -103,16 +103,17 @@ func TestAutoResponderLoopStopsAtPerRecipientCap(t *testing.T) {
 	}
 }
 
-// The global cap stops acknowledgements to many different addresses.
+// The global cap stops acknowledgements to many different addresses, and
+// says so in one warning, not one per message.
 func TestGlobalAckCap(t *testing.T) {
 	h := newHarness(t, harnessOpts{tune: func(o *Options) { o.GlobalAckLimit = 3 }})
 	var ids []string
-	for i := range 5 {
+	for i := range 8 {
 		id := fmt.Sprintf("g%d@customer.example", i)
 		ids = append(ids, id)
 		h.deliver(supportAddr, msg(fmt.Sprintf("user%d@customer.example", i), "Help", id))
 	}
-	h.waitFor("all five decided", func() bool { return h.settled(ids) })
+	h.waitFor("all eight decided", func() bool { return h.settled(ids) })
 	acks := 0
 	for _, e := range h.mail.Sent() {
 		if strings.Contains(string(e.Data), "X-Caseintake-Notification: ack") {
@@ -132,8 +133,11 @@ func TestGlobalAckCap(t *testing.T) {
 			suppressed++
 		}
 	}
-	if suppressed != 2 {
-		t.Fatalf("%d decisions name the global cap, want 2", suppressed)
+	if suppressed != 5 {
+		t.Fatalf("%d decisions name the global cap, want 5", suppressed)
+	}
+	if n := h.logged("global acknowledgement cap reached"); n != 1 {
+		t.Errorf("the cap was warned about %d times for 5 suppressed acknowledgements, want once", n)
 	}
 }
 

@@ -41,6 +41,7 @@ type harness struct {
 	cfgs     map[string]config.Mailbox
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	logLines *logLines
 }
 
 // clock is a settable time source, so reopen windows can be crossed
@@ -91,7 +92,8 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lines := &logLines{}
+	log := slog.New(slog.NewTextHandler(testWriter{t: t, lines: lines}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	smtpCfg := config.SMTP{Server: config.Server{Host: ms.SMTPHost, Port: ms.SMTPPort, Security: "none"},
 		From: "Example Support <" + supportAddr + ">", EnvelopeSender: config.NullEnvelopeSender}
 	renderer, err := notify.NewRenderer(smtpCfg, config.Notify{Team: []string{teamAddr}, Urgent: []string{oncallAddr, "infra@example.test"}})
@@ -103,7 +105,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, mail: ms, store: st, clock: &clock{now: time.Now()}, cfgs: map[string]config.Mailbox{}}
+	h := &harness{t: t, mail: ms, store: st, clock: &clock{now: time.Now()}, cfgs: map[string]config.Mailbox{}, logLines: lines}
 	notifier := notify.NewWorker(st, sender, log)
 	popts := Options{
 		ReopenWindow: 14 * 24 * time.Hour,
@@ -146,11 +148,37 @@ func (h *harness) startWorker(ctx context.Context, cfg config.Mailbox, log *slog
 	h.wg.Go(func() { _ = w.Run(ctx) })
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter passes log lines to the test's log and keeps them in lines.
+type testWriter struct {
+	t     *testing.T
+	lines *logLines
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	w.t.Log(line)
+	w.lines.mu.Lock()
+	w.lines.l = append(w.lines.l, line)
+	w.lines.mu.Unlock()
 	return len(p), nil
+}
+
+type logLines struct {
+	mu sync.Mutex
+	l  []string
+}
+
+// logged counts the log lines (warnings and errors) that contain s.
+func (h *harness) logged(s string) int {
+	h.logLines.mu.Lock()
+	defer h.logLines.mu.Unlock()
+	n := 0
+	for _, l := range h.logLines.l {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
 }
 
 // deliver puts raw into a mailbox's INBOX, as the MTA would.

@@ -57,6 +57,31 @@ type Pipeline struct {
 	log      *slog.Logger
 	onCommit func()
 	parsing  chan struct{} // bounds the messages held in memory and parsed at once
+	capWarn  capWarning
+}
+
+// capWarning keeps the global acknowledgement cap's warning to one line
+// per capWarnEvery: a flood that reaches the cap would otherwise log a
+// warning for every new case (each decision's signal still says it).
+type capWarning struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int // acknowledgements suppressed since the last line
+}
+
+const capWarnEvery = 10 * time.Minute
+
+// note counts one suppressed acknowledgement and reports whether a
+// warning is due now, with the count it covers.
+func (c *capWarning) note(now time.Time) (suppressed int, due bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.suppressed++
+	if !c.last.IsZero() && now.Sub(c.last) < capWarnEvery {
+		return 0, false
+	}
+	suppressed, c.suppressed, c.last = c.suppressed, 0, now
+	return suppressed, true
 }
 
 // New returns a pipeline; onCommit is called after every commit that queued
@@ -663,8 +688,11 @@ func (p *Pipeline) newCase(tx *store.Tx, d *store.Decision, msg *classify.Messag
 	} else if n >= p.opts.GlobalAckLimit {
 		ack = false
 		signal += fmt.Sprintf("; acknowledgement suppressed: %d sent in all in the last hour (intake.ack_limit_global %d)", n, p.opts.GlobalAckLimit)
-		p.log.Warn("global acknowledgement cap reached: new cases get no acknowledgement until the hour's count drops (a mail loop or a flood?); raise intake.ack_limit_global if this is real traffic",
-			"mailbox", d.Mailbox, "uid", d.UID, "message_id", msg.MessageID, "acks_last_hour", n, "ack_limit_global", p.opts.GlobalAckLimit)
+		if suppressed, due := p.capWarn.note(now); due {
+			p.log.Warn("global acknowledgement cap reached: new cases get no acknowledgement until the hour's count drops (a mail loop or a flood?); raise intake.ack_limit_global if this is real traffic",
+				"mailbox", d.Mailbox, "uid", d.UID, "message_id", msg.MessageID, "acks_last_hour", n, "ack_limit_global", p.opts.GlobalAckLimit,
+				"suppressed_since_last_warning", suppressed)
+		}
 	}
 	d.Outcome, d.Signal, d.CaseID = store.OutcomeNewCase, signal, c.ID
 	rows, err := p.render.NewCase(c, notify.Event{Signal: signal, Text: msg.Text, ReplyTo: msg.MessageID}, ack, now)
