@@ -327,6 +327,7 @@ func TestCrashKill9KeepsInvariants(t *testing.T) {
 		var deciding []string
 		for _, d := range ds {
 			if d.Deciding() {
+				checkRaw(t, st, m, d)
 				deciding = append(deciding, d.Outcome)
 			}
 		}
@@ -599,5 +600,20 @@ func waitLogLine(t *testing.T, path string, offset int64, needle string, done <-
 			return // the caller's select reports an early exit
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// checkRaw: the raw bytes a decision refers to survived the kills whole.
+func checkRaw(t *testing.T, st *store.Store, m genMsg, d *store.Decision) {
+	t.Helper()
+	r, err := st.OpenRaw(d.RawRef)
+	if err != nil {
+		t.Errorf("Message-ID <%s>: raw %s: %v", m.id, d.RawRef, err)
+		return
+	}
+	defer r.Close()
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, m.raw) {
+		t.Errorf("Message-ID <%s>: raw %s holds %d bytes (%v), want the %d delivered", m.id, d.RawRef, len(got), err, len(m.raw))
 	}
 }
