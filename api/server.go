@@ -563,9 +563,7 @@ func (s *Server) rawQuarantine(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil {
-		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
-	}
+	w.Header().Set("Content-Length", strconv.FormatInt(f.Size(), 10))
 	w.Header().Set("Content-Type", "message/rfc822")
 	if _, err := io.Copy(w, f); err != nil {
 		s.log.Warn("api: sending a raw quarantined message failed", "seq", q.Seq, "raw", q.RawRef, "err", err)

@@ -142,7 +142,7 @@ type Message struct {
 	Signal    string    `json:"signal,omitempty"` // for incoming mail: why it was filed here
 	Mailbox   string    `json:"mailbox,omitempty"`
 	UID       uint32    `json:"uid,omitempty"`
-	RawRef    string    `json:"raw_ref,omitempty"` // content address of the exact bytes received
+	RawRef    string    `json:"raw_ref,omitempty"` // the exact bytes received: their SHA-256, and where the raw store keeps them
 	Text      string    `json:"text,omitempty"`
 }
 

@@ -248,7 +248,7 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader) {
 	ref := st.base.RawRef
 	msg, perr := p.parseFrom(r)
 	if perr != nil {
-		st.base.MessageKey = ref
+		st.base.MessageKey = store.ContentKey(ref)
 		if msg != nil && msg.MessageID != "" {
 			st.base.MessageKey = msg.MessageID
 		}
@@ -262,7 +262,7 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader) {
 	st.base.MessageID, st.base.From, st.base.Subject, st.base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
 	st.base.MessageKey = msg.MessageID
 	if st.base.MessageKey == "" {
-		st.base.MessageKey = ref
+		st.base.MessageKey = store.ContentKey(ref)
 	}
 	st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID, "raw", ref)
 	st.msg = msg
@@ -463,7 +463,7 @@ func (p *Pipeline) Retry(seq uint64) (*store.Decision, error) {
 	base.MessageID, base.From, base.Subject, base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
 	base.MessageKey = msg.MessageID
 	if base.MessageKey == "" {
-		base.MessageKey = q.RawRef
+		base.MessageKey = store.ContentKey(q.RawRef)
 	}
 	// A second retry of the same quarantine finds the first one's decision
 	// and is recorded as ignored:duplicate: nothing changes twice.

@@ -1,10 +1,13 @@
 // Package store keeps cases, message decisions, the IMAP cursors and the
 // notification outbox in one bbolt database, and the exact bytes of every
-// message received in a content-addressed directory beside it.
+// message received in a raw store beside it: appended to pack files when
+// the message was held in memory, in a file named by its SHA-256 when it
+// was streamed. Either reference starts with the content's SHA-256.
 //
 // Invariants:
-//   - Raw bytes are written and fsync'd (file and directory) before any
-//     transaction refers to them (WriteRaw returns only then).
+//   - Raw bytes are written and made durable (SyncRaw: one syncfs for a
+//     batch) before any transaction refers to them. Packs and files are
+//     only ever added to, never rewritten.
 //   - A case, its indexes (status, Message-ID), the decision record of the
 //     message that changed it and the outbox rows announcing the change are
 //     written in one transaction: all or nothing.

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -61,58 +60,31 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	return RawPrefix + sum, size, nil
 }
 
-// StageRawBytes is StageRaw for a message held in memory. Knowing the
-// hash before writing, it creates the file under its final name, which
-// saves the temporary file, the rename and their directory updates: the
-// raw store's cost per message in a backlog. The same rule holds: a file
-// already there is kept only when it holds these bytes.
+// StageRawBytes is StageRaw for a message held in memory: it appends the
+// bytes to the current pack (see pack.go) and returns a reference that
+// names both their content and where they lie. As with StageRaw, they are
+// durable only after SyncRaw. Writing the same bytes twice stores them
+// twice, under the same ContentKey.
 func (s *Store) StageRawBytes(b []byte) (ref string, err error) {
 	h := sha256.Sum256(b)
-	sum := hex.EncodeToString(h[:])
-	final := s.rawPath(sum)
-	if err := s.makeRawDir(final); err != nil {
+	p, off, err := s.packs.reserve(int64(len(b)))
+	if err != nil {
 		return "", err
 	}
-	err = createWith(final, b)
-	if errors.Is(err, unix.EEXIST) && holds(final, int64(len(b)), sum) {
-		err = nil
-	}
+	_, err = p.f.WriteAt(b, off)
+	p.writers.Done()
 	if err != nil {
-		// Cut short by a crash, being written by a concurrent stage of the
-		// same bytes, or a write error: replace it whole, atomically, or
-		// report what failed.
-		if ref, _, err = s.StageRaw(bytes.NewReader(b)); err != nil {
-			return "", err
-		}
+		return "", fmt.Errorf("raw store: write pack %s: %w", p.id, err)
 	}
-	return RawPrefix + sum, nil
+	return packRef{sum: hex.EncodeToString(h[:]), id: p.id, off: off, size: int64(len(b))}.String(), nil
 }
 
-// createWith creates path, which must not exist, holding b. It calls the
-// system directly: os.OpenFile's poller set-up is a third of the cost of
-// a small file. A file it could not fill is removed.
-func createWith(path string, b []byte) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	for len(b) > 0 && err == nil {
-		var n int
-		n, err = unix.Write(fd, b)
-		if n > 0 { // -1 on error
-			b = b[n:]
-		}
-		if err == unix.EINTR {
-			err = nil
-		}
-	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
+// ContentKey is the content address in a raw reference, "sha256:<hex>",
+// however the bytes are stored: the key of a message without a
+// Message-ID.
+func ContentKey(ref string) string {
+	key, _, _ := strings.Cut(ref, "@")
+	return key
 }
 
 // makeRawDir makes sure the subdirectory that will hold path exists.
@@ -155,13 +127,46 @@ func holds(path string, size int64, sum string) bool {
 	return hex.EncodeToString(h.Sum(nil)) == sum
 }
 
+// Raw is a stored message's bytes, from a file of its own or a section
+// of a pack.
+type Raw struct {
+	*io.SectionReader
+	f *os.File
+}
+
+// Close closes the underlying file.
+func (r *Raw) Close() error { return r.f.Close() }
+
 // OpenRaw opens the stored bytes of ref for reading.
-func (s *Store) OpenRaw(ref string) (*os.File, error) {
+func (s *Store) OpenRaw(ref string) (*Raw, error) {
+	if pr, ok := parsePackRef(ref); ok {
+		f, err := os.Open(filepath.Join(s.dir, rawDir, packDir, pr.id+".pack"))
+		if err != nil {
+			return nil, fmt.Errorf("raw store: %w", err)
+		}
+		if fi, err := f.Stat(); err != nil || fi.Size() < pr.off+pr.size {
+			f.Close()
+			if err == nil {
+				err = fmt.Errorf("pack %s holds %d bytes, the reference needs %d: truncated", pr.id, fi.Size(), pr.off+pr.size)
+			}
+			return nil, fmt.Errorf("raw store: %s: %w", ref, err)
+		}
+		return &Raw{io.NewSectionReader(f, pr.off, pr.size), f}, nil
+	}
 	sum, ok := strings.CutPrefix(ref, RawPrefix)
-	if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+	if !ok || !isHex(sum, 64) {
 		return nil, fmt.Errorf("raw store: bad reference %q", ref)
 	}
-	return os.Open(s.rawPath(sum))
+	f, err := os.Open(s.rawPath(sum))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Raw{io.NewSectionReader(f, 0, fi.Size()), f}, nil
 }
 
 // sweepIncoming removes temp files a crash left in the raw directory. Open

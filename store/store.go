@@ -54,6 +54,7 @@ type Store struct {
 	// write-back errors that happened since the descriptor was opened.
 	rawFS   *os.File
 	rawDirs sync.Map // raw subdirectories known to exist
+	packs   *packs
 }
 
 // Open opens (or creates) the store in dataDir. A second process gets an
@@ -116,7 +117,8 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("raw store: %w", err)
 	}
-	return &Store{db: db, dir: dataDir, idKey: idKey, rawFS: rawFS}, nil
+	return &Store{db: db, dir: dataDir, idKey: idKey, rawFS: rawFS,
+		packs: &packs{dir: filepath.Join(dataDir, rawDir, packDir), limit: packLimit}}, nil
 }
 
 // keyMessageIDKey names, in the meta bucket, the key that signs the
@@ -132,6 +134,7 @@ func (s *Store) MessageIDKey() []byte { return slices.Clone(s.idKey) }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.packs.close()
 	s.rawFS.Close()
 	return s.db.Close()
 }

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Messages held in memory are appended to pack files, raw/packs/<id>.pack:
+// creating a file per message cost more kernel time than anything else
+// the raw store did (70-250 µs a file on the bench machine, against ~10 µs
+// to append 40 KB). A reference names the content and where it lies:
+// "sha256:<hex>@<id>:<offset>:<length>".
+//
+// A pack is only ever appended to, at offsets handed out under a lock and
+// written without it, so helpers write at once. Each process starts a new
+// pack: what a crash left at the end of the last one (or in a region a
+// failed write reserved) is never referred to, because SyncRaw runs
+// before the transaction that records a reference. A pack is closed for
+// writing at packLimit bytes.
+
+const (
+	packDir   = "packs"
+	packLimit = 128 << 20
+)
+
+// pack is the pack being appended to.
+type pack struct {
+	id      string
+	f       *os.File
+	size    int64          // bytes handed out
+	writers sync.WaitGroup // writes in progress
+}
+
+// packs hands out room in the current pack.
+type packs struct {
+	dir   string
+	limit int64 // packLimit; tests make it small
+	mu    sync.Mutex
+	cur   *pack
+}
+
+// reserve returns the pack and offset where n bytes go; the caller writes
+// them and calls p.writers.Done.
+func (ps *packs) reserve(n int64) (*pack, int64, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.cur == nil || (ps.cur.size > 0 && ps.cur.size+n > ps.limit) {
+		p, err := ps.create()
+		if err != nil {
+			return nil, 0, err
+		}
+		if old := ps.cur; old != nil {
+			go func() { old.writers.Wait(); old.f.Close() }()
+		}
+		ps.cur = p
+	}
+	p, off := ps.cur, ps.cur.size
+	p.size += n
+	p.writers.Add(1)
+	return p, off, nil
+}
+
+// create makes a new, empty pack named after the time (in hex nanoseconds,
+// so that names sort in the order the packs were started).
+func (ps *packs) create() (*pack, error) {
+	if err := os.MkdirAll(ps.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("raw store: %w", err)
+	}
+	for t := time.Now().UnixNano(); ; t++ {
+		id := fmt.Sprintf("%016x", t)
+		f, err := os.OpenFile(filepath.Join(ps.dir, id+".pack"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("raw store: new pack: %w", err)
+		}
+		return &pack{id: id, f: f}, nil
+	}
+}
+
+// close waits for writes in progress and closes the current pack.
+func (ps *packs) close() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.cur != nil {
+		ps.cur.writers.Wait()
+		ps.cur.f.Close()
+		ps.cur = nil
+	}
+}
+
+// packRef is where a pack reference points.
+type packRef struct {
+	sum       string
+	id        string
+	off, size int64
+}
+
+// parsePackRef reads "sha256:<hex>@<id>:<offset>:<length>"; ok is false
+// for a reference of any other form.
+func parsePackRef(ref string) (r packRef, ok bool) {
+	head, loc, found := strings.Cut(ref, "@")
+	if !found {
+		return r, false
+	}
+	sum, isSum := strings.CutPrefix(head, RawPrefix)
+	parts := strings.Split(loc, ":")
+	if !isSum || !isHex(sum, 64) || len(parts) != 3 || !isHex(parts[0], 16) {
+		return r, false
+	}
+	off, err1 := strconv.ParseInt(parts[1], 10, 64)
+	size, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || off < 0 || size < 0 {
+		return r, false
+	}
+	return packRef{sum: sum, id: parts[0], off: off, size: size}, true
+}
+
+func (r packRef) String() string {
+	return fmt.Sprintf("%s%s@%s:%d:%d", RawPrefix, r.sum, r.id, r.off, r.size)
+}
+
+// isHex reports whether s is n lower-case hex digits.
+func isHex(s string, n int) bool {
+	return len(s) == n && strings.Trim(s, "0123456789abcdef") == ""
+}
