@@ -458,7 +458,7 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 		r := flightResult{disps: w.commit(cctx, batch)}
 		if m != nil {
 			r.moved = true
-			r.err = w.moveOn(cctx, m, validity, batch, r.disps, done)
+			r.err = w.moveOn(ctx, m, validity, batch, r.disps, done)
 		}
 		f.result <- r
 	}(s.mover, s.cur.UIDValidity)
@@ -471,9 +471,9 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 }
 
 // openMover opens the second connection for a backlog and selects the
-// folder on it. Moving a batch takes the server as long as scanning the
-// next one; on c it held up the download. Without it (the server refused
-// the connection, or the folder changed under it), c moves as before.
+// folder on it: moving a batch on c held up the next batch's download.
+// Without it (the server refused the connection, or the folder changed
+// under it), c moves as before.
 func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
 	mctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
 	defer cancel()
@@ -500,13 +500,14 @@ func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
 	return nil
 }
 
-// moveOn acknowledges a committed batch on the mover, under the step
-// deadline. It selects the folder again first: should its UIDVALIDITY no
-// longer be the batch's, the UIDs name other messages and nothing is
-// moved (the first connection's next scan starts the folder over).
+// moveOn acknowledges a committed batch on the mover, bounded like a
+// message in hand (the step deadline, or the stop grace once ctx ends).
+// It selects the folder again first: should its UIDVALIDITY no longer be
+// the batch's, the UIDs name other messages and nothing is moved (the
+// first connection's next scan starts the folder over).
 func (w *Worker) moveOn(ctx context.Context, m *mover, validity uint32, batch []staged, disps []Disposition, done map[uint32]bool) error {
-	mctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
-	defer cancel()
+	mctx, release := w.messageContext(ctx)
+	defer release()
 	stop := context.AfterFunc(mctx, func() { m.c.Close() })
 	sel, err := m.c.Select(w.cfg.Folder, nil).Wait()
 	switch {
@@ -521,7 +522,7 @@ func (w *Worker) moveOn(ctx context.Context, m *mover, validity uint32, batch []
 	return err
 }
 
-// closeMover logs out of the mover, if one is open.
+// closeMover closes the mover's connection, if one is open.
 func (w *Worker) closeMover(s *sess) {
 	if s.mover != nil {
 		s.mover.c.Close()
