@@ -217,23 +217,22 @@ const inMemoryMax = 1 << 20
 // stageRaw writes r to the raw store for st; on failure st answers Retry.
 func (p *Pipeline) stageRaw(st *staged, r io.Reader) bool {
 	ref, size, err := p.store.StageRaw(r)
-	if err != nil {
-		p.cannotStore(st, err)
-		return false
-	}
-	st.base.RawRef, st.base.Size = ref, size
-	st.log = st.log.With("raw", ref)
-	return true
+	return p.stored(st, ref, size, err)
 }
 
 // stageRawBytes is stageRaw for a message held in memory.
 func (p *Pipeline) stageRawBytes(st *staged, b []byte) bool {
 	ref, err := p.store.StageRawBytes(b)
+	return p.stored(st, ref, int64(len(b)), err)
+}
+
+// stored notes where st's bytes went, or makes st answer Retry.
+func (p *Pipeline) stored(st *staged, ref string, size int64, err error) bool {
 	if err != nil {
 		p.cannotStore(st, err)
 		return false
 	}
-	st.base.RawRef, st.base.Size = ref, int64(len(b))
+	st.base.RawRef, st.base.Size = ref, size
 	st.log = st.log.With("raw", ref)
 	return true
 }

@@ -100,9 +100,10 @@ func (s *Store) makeRawDir(path string) error {
 	return nil
 }
 
-// SyncRaw makes every file StageRaw has put in place so far durable, with
-// its directory entry: one syncfs(2) of the file system holding the raw
-// store, whatever the number of files.
+// SyncRaw makes everything StageRaw and StageRawBytes wrote so far
+// durable, files with their directory entries and pack appends alike: one
+// syncfs(2) of the file system holding the raw store, however many
+// messages.
 func (s *Store) SyncRaw() error {
 	if err := unix.Syncfs(int(s.rawFS.Fd())); err != nil {
 		return fmt.Errorf("raw store %s: sync: %w", s.rawFS.Name(), err)
