@@ -239,6 +239,9 @@ type sess struct {
 	// mover is a second connection, open while a backlog drains, that
 	// moves each committed batch while the next one downloads on c.
 	mover *mover
+	// noMover is set once opening the mover failed: this session does
+	// without it rather than dial (and warn) again for every batch.
+	noMover bool
 }
 
 // inFlight is a staged batch being committed in the background.
@@ -449,8 +452,9 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	}
 	f := &inFlight{uids: uids, batch: batch, done: done, result: make(chan flightResult, 1)}
 	s.inFlight = f
-	if more && s.mover == nil {
+	if more && s.mover == nil && !s.noMover {
 		s.mover = w.openMover(ctx, s)
+		s.noMover = s.mover == nil
 	}
 	// The commit outlives this step; it must end durable either way.
 	cctx := context.WithoutCancel(ctx)
@@ -473,13 +477,13 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 // openMover opens the second connection for a backlog and selects the
 // folder on it: moving a batch on c held up the next batch's download.
 // Without it (the server refused the connection, or the folder changed
-// under it), c moves as before.
+// under it), c moves as before for the rest of the session.
 func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
 	mctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
 	defer cancel()
 	c, caps, err := dial(mctx, w.cfg.IMAP, nil)
 	if err != nil {
-		w.log.Warn("cannot open a second connection to move messages during the backlog; moving on the first", "err", err)
+		w.log.Warn("cannot open a second connection to move messages during the backlog; moving on the first until the next reconnect", "err", err)
 		return nil
 	}
 	stop := context.AfterFunc(mctx, func() { c.Close() })

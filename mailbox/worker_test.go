@@ -818,3 +818,43 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 		t.Errorf("a lone message moved on connections %v with %d connections accepted; want it moved on the first, and no third connection", moves, p.Accepted())
 	}
 }
+
+// A server that refuses a second connection gets the moves on the first,
+// and one warning for the backlog, not a new attempt for every batch.
+func TestBacklogWithoutASecondConnectionMovesOnTheFirst(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 6; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	p, cfg := startProxy(t, srv)
+	var once sync.Once
+	var mu sync.Mutex
+	var moves []int
+	p.OnCommand = func(conn int, line string) {
+		upper := strings.ToUpper(line)
+		if strings.Contains(upper, " SELECT ") {
+			once.Do(func() { p.Arm(devmail.ByeAtGreeting, 100) }) // every later connection
+		}
+		if strings.Contains(upper, " MOVE ") {
+			mu.Lock()
+			moves = append(moves, conn)
+			mu.Unlock()
+		}
+	}
+	h := &batchHandler{inbox: func() []uint32 { return nil }}
+	r := newBatchWorker(t, cfg, h, newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3)
+	if got := len(messages(t, srv, "Processed")); got != 6 {
+		t.Fatalf("Processed holds %d messages, want 6", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(moves, []int{1, 1, 1}) {
+		t.Errorf("moved on connections %v, want all three batches on the first", moves)
+	}
+	if n := r.log.count(t, "WARN", "cannot open a second connection to move messages during the backlog; moving on the first until the next reconnect"); n != 1 {
+		t.Errorf("%d warnings about the second connection, want 1", n)
+	}
+}

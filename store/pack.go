@@ -66,8 +66,9 @@ func (ps *packs) reserve(n int64) (*pack, int64, error) {
 	return p, off, nil
 }
 
-// create makes a new, empty pack named after the time (in hex nanoseconds,
-// so that names sort in the order the packs were started).
+// create makes a new, empty pack named after the time in hex nanoseconds
+// (so that names sort in the order the packs were started, clock
+// permitting); O_EXCL keeps a name from ever being reused.
 func (ps *packs) create() (*pack, error) {
 	if err := os.MkdirAll(ps.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("raw store: %w", err)
