@@ -49,6 +49,7 @@ func caseintakeBinary(t testing.TB) string {
 type daemonOptions struct {
 	pollInterval string // default 1h: new mail must come through IDLE
 	noCAFile     bool   // leave ca_file out (the x509 test)
+	smtpPort     int    // default the stack's Postfix; a closed port keeps notifications in the outbox
 }
 
 // Daemon is a running `caseintake serve` subprocess against a Stack.
@@ -76,6 +77,9 @@ func writeConfig(t testing.TB, s *Stack, dir string, o daemonOptions) (cfgPath, 
 		}
 	}
 	api = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if o.smtpPort == 0 {
+		o.smtpPort = s.SMTPPort
+	}
 	caFile := "ca_file: " + s.CAFile
 	if o.noCAFile {
 		caFile = ""
@@ -110,7 +114,7 @@ api:
 log:
   level: debug
   format: text
-`, dir, s.IMAPPort, caFile, o.pollInterval, s.SMTPPort, api)
+`, dir, s.IMAPPort, caFile, o.pollInterval, o.smtpPort, api)
 	cfgPath = filepath.Join(dir, "caseintake.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -498,6 +498,7 @@ func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
 		// The next scan on the first connection sees the change too.
 		w.log.Info("folder changed (UIDVALIDITY) while opening a second connection; moving on the first", "folder", w.cfg.Folder)
 	default:
+		w.log.Debug("second connection open: committed batches are moved on it while the backlog downloads")
 		return &mover{c: c, caps: caps}
 	}
 	c.Close()
