@@ -12,6 +12,7 @@
 #   mailstack.sh status DIR           show what runs; exit 1 if not all up
 #   mailstack.sh stop-postfix DIR     outage scenarios: stop Postfix only,
 #   mailstack.sh start-postfix DIR    start it again (queued mail is delivered),
+#   mailstack.sh flush-postfix DIR    retry every queued message now,
 #   mailstack.sh stop-dovecot DIR     stop Dovecot only,
 #   mailstack.sh start-dovecot DIR    start it again,
 #   mailstack.sh restart-dovecot DIR  or restart it.
@@ -726,6 +727,12 @@ main() {
 		require_root
 		load_env
 		start_postfix
+		;;
+	flush-postfix)
+		set_paths "${1:-}"
+		require_root
+		postfix_cmd flush </dev/null >>"$LOG_DIR/postfix-start.log" 2>&1 ||
+			die "postfix flush failed: $(tail -n 20 "$LOG_DIR/postfix-start.log" 2>&1)"
 		;;
 	stop-dovecot)
 		set_paths "${1:-}"
