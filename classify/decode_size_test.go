@@ -17,11 +17,7 @@ func TestBase64SizeAgreesWithTheDecoder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n \t-_*!"
 	for range 500 {
-		b := make([]byte, rng.IntN(300))
-		for i := range b {
-			b[i] = alphabet[rng.IntN(len(alphabet))]
-		}
-		inputs = append(inputs, b)
+		inputs = append(inputs, randomInput(rng, alphabet, 300))
 	}
 	for _, in := range inputs {
 		var st b64State
@@ -40,10 +36,7 @@ func TestQPRunsDecodeAsByteSteps(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const alphabet = "abcXYZ019=  \t\r\n=3D=C3=A9=\r\n=\n=4=ZZ\xc3\xa9"
 	for range 2000 {
-		in := make([]byte, rng.IntN(400))
-		for i := range in {
-			in[i] = alphabet[rng.IntN(len(alphabet))]
-		}
+		in := randomInput(rng, alphabet, 400)
 		var stepped qpReader
 		for _, c := range in {
 			stepped.step(c)
@@ -58,4 +51,13 @@ func TestQPRunsDecodeAsByteSteps(t *testing.T) {
 			t.Fatalf("decoding %q: runs give %q (bad %v), byte steps %q (bad %v)", in, got.Bytes(), r.bad, stepped.buf, stepped.bad)
 		}
 	}
+}
+
+// randomInput is fewer than n bytes drawn from alphabet.
+func randomInput(rng *rand.Rand, alphabet string, n int) []byte {
+	b := make([]byte, rng.IntN(n))
+	for i := range b {
+		b[i] = alphabet[rng.IntN(len(alphabet))]
+	}
+	return b
 }

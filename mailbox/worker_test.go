@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/caseintake/caseintake/config"
 	"io"
 	"slices"
 	"strings"
@@ -776,11 +777,7 @@ func TestBatchBoundedByBytes(t *testing.T) {
 // once the backlog is done that connection is closed, and a message that
 // arrives alone is moved on the first as before.
 func TestBacklogMovesOnASecondConnection(t *testing.T) {
-	srv := startServer(t, devmail.Options{})
-	for i := 1; i <= 6; i++ {
-		deliver(t, srv, "INBOX", testMessage(i, "x"))
-	}
-	p, cfg := startProxy(t, srv)
+	srv, p, cfg := backlogBehindProxy(t)
 	var mu sync.Mutex
 	var moves, bodies []int // connection of each MOVE, of each body FETCH
 	p.OnCommand = func(conn int, line string) {
@@ -793,15 +790,8 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 			bodies = append(bodies, conn)
 		}
 	}
-	h := &batchHandler{inbox: func() []uint32 { return nil }}
 	cs := newCursors()
-	r := newBatchWorker(t, cfg, h, cs)
-	r.w.batch = 2
-	r.start(t)
-	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5 6]
-	if got := len(messages(t, srv, "Processed")); got != 6 {
-		t.Fatalf("Processed holds %d messages, want 6", got)
-	}
+	r := drainBacklog(t, srv, cfg, cs)
 	mu.Lock()
 	if !slices.Equal(bodies, []int{1, 1, 1}) || !slices.Equal(moves, []int{2, 2, 2}) {
 		t.Errorf("bodies fetched on connections %v, moved on %v; want the three batches fetched on 1 and moved on 2", bodies, moves)
@@ -822,11 +812,7 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 // A server that refuses a second connection gets the moves on the first,
 // and one warning for the backlog, not a new attempt for every batch.
 func TestBacklogWithoutASecondConnectionMovesOnTheFirst(t *testing.T) {
-	srv := startServer(t, devmail.Options{})
-	for i := 1; i <= 6; i++ {
-		deliver(t, srv, "INBOX", testMessage(i, "x"))
-	}
-	p, cfg := startProxy(t, srv)
+	srv, p, cfg := backlogBehindProxy(t)
 	var once sync.Once
 	var mu sync.Mutex
 	var moves []int
@@ -841,14 +827,7 @@ func TestBacklogWithoutASecondConnectionMovesOnTheFirst(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	h := &batchHandler{inbox: func() []uint32 { return nil }}
-	r := newBatchWorker(t, cfg, h, newCursors())
-	r.w.batch = 2
-	r.start(t)
-	r.waitEvent(t, "cycle", 3)
-	if got := len(messages(t, srv, "Processed")); got != 6 {
-		t.Fatalf("Processed holds %d messages, want 6", got)
-	}
+	r := drainBacklog(t, srv, cfg, newCursors())
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(moves, []int{1, 1, 1}) {
@@ -857,4 +836,30 @@ func TestBacklogWithoutASecondConnectionMovesOnTheFirst(t *testing.T) {
 	if n := r.log.count(t, "WARN", "cannot open a second connection to move messages during the backlog; moving on the first until the next reconnect"); n != 1 {
 		t.Errorf("%d warnings about the second connection, want 1", n)
 	}
+}
+
+// backlogBehindProxy delivers a backlog of six messages and puts the fault
+// proxy in front of the server; set its OnCommand before drainBacklog.
+func backlogBehindProxy(t *testing.T) (*devmail.Server, *devmail.FaultProxy, config.Mailbox) {
+	t.Helper()
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 6; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	p, cfg := startProxy(t, srv)
+	return srv, p, cfg
+}
+
+// drainBacklog runs a worker with batches of two over the six messages
+// ([1 2] [3 4] [5 6]) until all are in Processed.
+func drainBacklog(t *testing.T, srv *devmail.Server, cfg config.Mailbox, cs CursorStore) *running {
+	t.Helper()
+	r := newBatchWorker(t, cfg, &batchHandler{inbox: func() []uint32 { return nil }}, cs)
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3)
+	if got := len(messages(t, srv, "Processed")); got != 6 {
+		t.Fatalf("Processed holds %d messages, want 6", got)
+	}
+	return r
 }
