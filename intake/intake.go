@@ -175,7 +175,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 				defer func() { <-p.parsing }()
 				defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
 				if p.stageRawBytes(st, buf.Bytes()) {
-					p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()))
+					p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()), func() string { return store.ContentKeyOf(buf.Bytes()) })
 				}
 			}()
 			return st
@@ -202,7 +202,8 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 			return
 		}
 		defer f.Close()
-		p.parsedFrom(st, in, f)
+		// A message in a file of its own is stored under its content key.
+		p.parsedFrom(st, in, f, func() string { return st.base.RawRef })
 	}()
 	return st
 }
@@ -243,11 +244,12 @@ func (p *Pipeline) cannotStore(st *staged, err error) {
 }
 
 // parsedFrom parses the message's bytes r and fills in what they say.
-func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader) {
+// contentKey is called for the key of a message without a Message-ID.
+func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader, contentKey func() string) {
 	ref := st.base.RawRef
 	msg, perr := p.parseFrom(r)
 	if perr != nil {
-		st.base.MessageKey = store.ContentKey(ref)
+		st.base.MessageKey = contentKey()
 		if msg != nil && msg.MessageID != "" {
 			st.base.MessageKey = msg.MessageID
 		}
@@ -261,7 +263,7 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader) {
 	st.base.MessageID, st.base.From, st.base.Subject, st.base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
 	st.base.MessageKey = msg.MessageID
 	if st.base.MessageKey == "" {
-		st.base.MessageKey = store.ContentKey(ref)
+		st.base.MessageKey = contentKey()
 	}
 	st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID, "raw", ref)
 	st.msg = msg
@@ -462,7 +464,9 @@ func (p *Pipeline) Retry(seq uint64) (*store.Decision, error) {
 	base.MessageID, base.From, base.Subject, base.Warnings = msg.MessageID, msg.From, msg.Subject, msg.Warnings
 	base.MessageKey = msg.MessageID
 	if base.MessageKey == "" {
-		base.MessageKey = store.ContentKey(q.RawRef)
+		if base.MessageKey, err = p.store.ContentKey(q.RawRef); err != nil {
+			return nil, fmt.Errorf("decision %d: %w", seq, err)
+		}
 	}
 	// A second retry of the same quarantine finds the first one's decision
 	// and is recorded as ignored:duplicate: nothing changes twice.

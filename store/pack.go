@@ -14,8 +14,10 @@ import (
 // Messages held in memory are appended to pack files, raw/packs/<id>.pack:
 // creating a file per message cost more kernel time than anything else
 // the raw store did (70-250 µs a file on the bench machine, against ~10 µs
-// to append 40 KB). A reference names the content and where it lies:
-// "sha256:<hex>@<id>:<offset>:<length>".
+// to append 40 KB). A reference says where the bytes lie:
+// "pack:<id>:<offset>:<length>". Stores written before hashing was dropped
+// also hold "sha256:<hex>@<id>:<offset>:<length>", which name the content
+// too.
 //
 // A pack is only ever appended to, at offsets handed out under a lock and
 // written without it, so helpers write at once. Each process starts a new
@@ -23,6 +25,9 @@ import (
 // failed write reserved) is never referred to, because SyncRaw runs
 // before the transaction that records a reference. A pack is closed for
 // writing at packLimit bytes.
+
+// PackPrefix starts the reference of a message stored in a pack.
+const PackPrefix = "pack:"
 
 const (
 	packDir   = "packs"
@@ -99,21 +104,26 @@ func (ps *packs) close() {
 
 // packRef is where a pack reference points.
 type packRef struct {
-	sum       string
+	sum       string // only in references of the older form
 	id        string
 	off, size int64
 }
 
-// parsePackRef reads "sha256:<hex>@<id>:<offset>:<length>"; ok is false
-// for a reference of any other form.
+// parsePackRef reads "pack:<id>:<offset>:<length>" or the older
+// "sha256:<hex>@<id>:<offset>:<length>"; ok is false for a reference of any
+// other form.
 func parsePackRef(ref string) (r packRef, ok bool) {
-	head, loc, found := strings.Cut(ref, "@")
-	if !found {
-		return r, false
+	loc, isPack := strings.CutPrefix(ref, PackPrefix)
+	if !isPack {
+		head, rest, found := strings.Cut(ref, "@")
+		sum, isSum := strings.CutPrefix(head, RawPrefix)
+		if !found || !isSum || !isHex(sum, 64) {
+			return r, false
+		}
+		r.sum, loc = sum, rest
 	}
-	sum, isSum := strings.CutPrefix(head, RawPrefix)
 	parts := strings.Split(loc, ":")
-	if !isSum || !isHex(sum, 64) || len(parts) != 3 || !isHex(parts[0], 16) {
+	if len(parts) != 3 || !isHex(parts[0], 16) {
 		return r, false
 	}
 	off, err1 := strconv.ParseInt(parts[1], 10, 64)
@@ -121,11 +131,15 @@ func parsePackRef(ref string) (r packRef, ok bool) {
 	if err1 != nil || err2 != nil || off < 0 || size < 0 {
 		return r, false
 	}
-	return packRef{sum: sum, id: parts[0], off: off, size: size}, true
+	r.id, r.off, r.size = parts[0], off, size
+	return r, true
 }
 
 func (r packRef) String() string {
-	return fmt.Sprintf("%s%s@%s:%d:%d", RawPrefix, r.sum, r.id, r.off, r.size)
+	if r.sum != "" {
+		return fmt.Sprintf("%s%s@%s:%d:%d", RawPrefix, r.sum, r.id, r.off, r.size)
+	}
+	return fmt.Sprintf("%s%s:%d:%d", PackPrefix, r.id, r.off, r.size)
 }
 
 // isHex reports whether s is n lower-case hex digits.

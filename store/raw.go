@@ -15,7 +15,8 @@ import (
 
 const rawDir = "raw"
 
-// RawPrefix starts every raw reference: "sha256:<hex>".
+// RawPrefix starts the reference of a message stored in a file of its own
+// ("sha256:<hex>"), and every content key.
 const RawPrefix = "sha256:"
 
 // StageRaw streams a message's exact bytes into the content-addressed raw
@@ -61,12 +62,12 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 }
 
 // StageRawBytes is StageRaw for a message held in memory: it appends the
-// bytes to the current pack (see pack.go) and returns a reference that
-// names both their content and where they lie. As with StageRaw, they are
-// durable only after SyncRaw. Writing the same bytes twice stores them
-// twice, under the same ContentKey.
+// bytes to the current pack (see pack.go) and returns a reference to where
+// they lie. As with StageRaw, they are durable only after SyncRaw. The
+// reference names no content: hashing every message cost more CPU than
+// writing it, and only a message without a Message-ID needs its content
+// key (ContentKeyOf). Writing the same bytes twice stores them twice.
 func (s *Store) StageRawBytes(b []byte) (ref string, err error) {
-	h := sha256.Sum256(b)
 	p, off, err := s.packs.reserve(int64(len(b)))
 	if err != nil {
 		return "", err
@@ -76,15 +77,35 @@ func (s *Store) StageRawBytes(b []byte) (ref string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("raw store: write pack %s: %w", p.id, err)
 	}
-	return packRef{sum: hex.EncodeToString(h[:]), id: p.id, off: off, size: int64(len(b))}.String(), nil
+	return packRef{id: p.id, off: off, size: int64(len(b))}.String(), nil
 }
 
-// ContentKey is the content address in a raw reference, "sha256:<hex>",
-// however the bytes are stored: the key of a message without a
-// Message-ID.
-func ContentKey(ref string) string {
-	key, _, _ := strings.Cut(ref, "@")
-	return key
+// ContentKeyOf is the content key of a message's bytes, "sha256:<hex>":
+// the key of a message without a Message-ID.
+func ContentKeyOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return RawPrefix + hex.EncodeToString(sum[:])
+}
+
+// ContentKey is the content key of the bytes stored under ref: the sum the
+// reference names, or else the SHA-256 of the bytes read back.
+func (s *Store) ContentKey(ref string) (string, error) {
+	if pr, ok := parsePackRef(ref); ok && pr.sum != "" {
+		return RawPrefix + pr.sum, nil
+	}
+	if sum, ok := strings.CutPrefix(ref, RawPrefix); ok && isHex(sum, 64) {
+		return ref, nil
+	}
+	r, err := s.OpenRaw(ref)
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", fmt.Errorf("raw store: read %s: %w", ref, err)
+	}
+	return RawPrefix + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // makeRawDir makes sure the subdirectory that will hold path exists.

@@ -92,25 +92,32 @@ var rawWriters = []struct {
 	write func(*Store, io.Reader) (string, int64, error)
 }{{"stream", writeRaw}, {"bytes", writeRawBytes}}
 
-func TestWriteRawIsContentAddressedAndDurable(t *testing.T) {
+// Both ways in give the bytes back under the content key of the bytes,
+// the key of a message without a Message-ID.
+func TestWriteRawReadsBackUnderItsContentKey(t *testing.T) {
 	for _, w := range rawWriters {
-		t.Run(w.name, func(t *testing.T) { testContentAddressed(t, w.write) })
+		t.Run(w.name, func(t *testing.T) { testContentKey(t, w.write) })
 	}
 }
 
-func testContentAddressed(t *testing.T, writeRaw func(*Store, io.Reader) (string, int64, error)) {
+func testContentKey(t *testing.T, writeRaw func(*Store, io.Reader) (string, int64, error)) {
 	s := openTest(t)
 	msg := "Subject: hi\r\n\r\nbody\r\n"
 	ref, size, err := writeRaw(s, strings.NewReader(msg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if size != int64(len(msg)) || !strings.HasPrefix(ref, RawPrefix) {
+	if size != int64(len(msg)) {
 		t.Fatalf("ref=%s size=%d", ref, size)
 	}
 	ref2, _, err := writeRaw(s, strings.NewReader(msg))
-	if err != nil || ContentKey(ref2) != ContentKey(ref) {
-		t.Fatalf("same bytes: ref %s vs %s, %v", ref2, ref, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{ref, ref2} {
+		if key, err := s.ContentKey(r); err != nil || key != ContentKeyOf([]byte(msg)) {
+			t.Fatalf("same bytes: %s has content key %s (%v), want %s", r, key, err, ContentKeyOf([]byte(msg)))
+		}
 	}
 	f, err := s.OpenRaw(ref)
 	if err != nil {
@@ -505,8 +512,9 @@ func TestPackedMessagesReadBack(t *testing.T) {
 		if err != nil || !bytes.Equal(got, b) {
 			t.Fatalf("%s reads back %d bytes (%v), want %d", ref, len(got), err, len(b))
 		}
-		if sum := sha256.Sum256(b); ContentKey(ref) != RawPrefix+hex.EncodeToString(sum[:]) {
-			t.Fatalf("%s: content key is not the SHA-256 of the bytes", ref)
+		sum := sha256.Sum256(b)
+		if key, err := s.ContentKey(ref); err != nil || key != RawPrefix+hex.EncodeToString(sum[:]) || key != ContentKeyOf(b) {
+			t.Fatalf("%s: content key %s (%v) is not the SHA-256 of the bytes", ref, key, err)
 		}
 	}
 	if len(packs) < 10 {
@@ -531,18 +539,50 @@ func TestOpenRawRefusesBadReferences(t *testing.T) {
 	pr, _ := parsePackRef(ref)
 	for _, bad := range []string{
 		"sha256:../../etc/passwd",
-		strings.Replace(ref, "@"+pr.id, "@../../../etc", 1),
-		strings.Replace(ref, "@"+pr.id, "@"+strings.Repeat("0", 16), 1),
-		fmt.Sprintf("%s%s@%s:%d:%d", RawPrefix, pr.sum, pr.id, pr.off, pr.size+1),
-		fmt.Sprintf("%s%s@%s:-1:%d", RawPrefix, pr.sum, pr.id, pr.size),
+		strings.Replace(ref, pr.id, "../../../etc", 1),
+		strings.Replace(ref, pr.id, strings.Repeat("0", 16), 1),
+		packRef{id: pr.id, off: pr.off, size: pr.size + 1}.String(),
+		fmt.Sprintf("%s%s:-1:%d", PackPrefix, pr.id, pr.size),
 	} {
 		if r, err := s.OpenRaw(bad); err == nil {
 			r.Close()
 			t.Errorf("OpenRaw(%q) succeeded", bad)
 		}
 	}
-	short := fmt.Sprintf("%s%s@%s:%d:%d", RawPrefix, pr.sum, pr.id, pr.off, pr.size+100)
+	short := packRef{id: pr.id, off: pr.off, size: pr.size + 100}.String()
 	if _, err := s.OpenRaw(short); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("OpenRaw past the end of the pack: %v, want it called truncated", err)
+	}
+}
+
+// Stores written before the pack references dropped the hash hold
+// "sha256:<hex>@<pack>:<offset>:<length>": they still open, and name their
+// content key without a read.
+func TestOlderPackReferencesStillOpen(t *testing.T) {
+	s := openTest(t)
+	msg := []byte("Subject: old\r\n\r\nstored by the build before\r\n")
+	ref, err := s.StageRawBytes(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, _ := parsePackRef(ref)
+	pr.sum = strings.TrimPrefix(ContentKeyOf(msg), RawPrefix)
+	old := pr.String()
+	if !strings.HasPrefix(old, RawPrefix) || !strings.Contains(old, "@"+pr.id+":") {
+		t.Fatalf("older reference %s", old)
+	}
+	r, err := s.OpenRaw(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r)
+	r.Close()
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("%s reads %q", old, got)
+	}
+	// The key comes from the reference: it is not recomputed.
+	pr.sum = strings.Repeat("a", 64)
+	if key, err := s.ContentKey(pr.String()); err != nil || key != RawPrefix+pr.sum {
+		t.Fatalf("content key of %s: %s, %v", pr.String(), key, err)
 	}
 }
