@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -31,6 +32,10 @@ type BacklogRun struct {
 	PeakRSS   int64      `json:"peak_rss_bytes"`
 	Load      string     `json:"load_after"`
 	Processed int        `json:"processed"`
+	// CPU time per message drained: the daemon's own, and the whole
+	// machine's (the daemon, Dovecot, the kernel, this bench's SMTP sink).
+	DaemonCPUMs  float64 `json:"daemon_cpu_ms_per_message"`
+	MachineCPUMs float64 `json:"machine_cpu_ms_per_message"`
 }
 
 // fillBacklog puts the generated backlog in INBOX (once per bench run).
@@ -112,10 +117,16 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 		return br, err
 	}
 	quiesce()
+	busy0, berr := machineBusy()
+	if berr != nil {
+		return br, berr
+	}
 	if err := dm.start(o.bin); err != nil {
 		return br, err
 	}
 	seen, got, werr := s.waitCountUntil(o.n, o.drainLimit, "Processed", "Quarantine")
+	busy1, berr := machineBusy()
+	cpu, cerr := dm.cpuTime()
 	hwm, herr := dm.procStatus("VmHWM")
 	// Mapped database pages count in RSS too; say how much of it they are.
 	anon, _ := dm.procStatus("RssAnon")
@@ -129,6 +140,9 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	if herr != nil {
 		return br, herr
 	}
+	if err := errors.Join(berr, cerr); err != nil {
+		return br, err
+	}
 	if got == 0 {
 		return br, fmt.Errorf("drain: no message processed in %v (log %s)", o.drainLimit, dm.logPath)
 	}
@@ -139,8 +153,10 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	br.Ratio = br.Drain.MsgsPS / br.Raw.MsgsPS
 	br.PeakRSS = hwm
 	br.Load = loadavg()
-	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
-		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
+	perMsg := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(got) }
+	br.DaemonCPUMs, br.MachineCPUMs = perMsg(cpu), perMsg(busy1-busy0)
+	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, CPU per message %.3f ms daemon, %.3f ms machine, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
+		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, br.DaemonCPUMs, br.MachineCPUMs, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
 	// Everything back into INBOX for the next pass.
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
 		return br, err

@@ -71,6 +71,9 @@ type Summary struct {
 	DrainMBPS   Stat `json:"drain_mb_per_s"`
 	Ratio       Stat `json:"ratio"`
 	PeakRSSMB   Stat `json:"peak_rss_mb"`
+	// CPU per message drained: where the time goes on a CPU-bound machine.
+	DaemonCPUMs  Stat `json:"daemon_cpu_ms_per_message"`
+	MachineCPUMs Stat `json:"machine_cpu_ms_per_message"`
 	// Drained is the fewest messages a run drained before -drain-limit.
 	Drained int `json:"drained_min"`
 }
@@ -92,6 +95,8 @@ func (b *Backlog) summarise() {
 		s.DrainMBPS = pick(func(r BacklogRun) float64 { return r.Drain.MBPS })
 		s.Ratio = pick(func(r BacklogRun) float64 { return r.Ratio })
 		s.PeakRSSMB = pick(func(r BacklogRun) float64 { return float64(r.PeakRSS) / 1e6 })
+		s.DaemonCPUMs = pick(func(r BacklogRun) float64 { return r.DaemonCPUMs })
+		s.MachineCPUMs = pick(func(r BacklogRun) float64 { return r.MachineCPUMs })
 		s.Drained = runs[0].Processed
 		for _, r := range runs {
 			s.Drained = min(s.Drained, r.Processed)
@@ -138,6 +143,7 @@ func printTable(w io.Writer, r *Results) {
 		row(fmt.Sprintf("backlog drain %s, msg/s (drained %s)", name, drained), s.DrainMsgsPS.f(0), "raw fetch "+s.RawMsgsPS.f(0), "", "")
 		row("backlog drain "+name+", MB/s", s.DrainMBPS.f(1), "raw fetch "+s.RawMBPS.f(1), "", "")
 		row("backlog drain "+name+", ratio b/a", s.Ratio.f(3), "1.0", fmt.Sprintf("≥ %.2f", target), verdict(s.Ratio.Median >= target))
+		row("backlog drain "+name+", CPU ms per message (daemon; whole machine)", s.DaemonCPUMs.f(3)+"; "+s.MachineCPUMs.f(3), "", "", "")
 		row("peak RSS draining "+name, s.PeakRSSMB.f(1)+" MB", "", "≤ 100 MB", verdict(s.PeakRSSMB.Max <= 100))
 	}
 	if p := b.Profile; p != nil {
