@@ -248,10 +248,18 @@ func (p *Pipeline) cannotStore(st *staged, err error) {
 func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader, contentKey func() string) {
 	ref := st.base.RawRef
 	msg, perr := p.parseFrom(r)
+	defer func() {
+		st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", st.base.MessageID, "raw", ref)
+	}()
 	if perr != nil {
 		st.base.MessageKey = contentKey()
 		if msg != nil && msg.MessageID != "" {
-			st.base.MessageKey = msg.MessageID
+			st.base.MessageID, st.base.MessageKey = msg.MessageID, msg.MessageID
+		} else if m := p.lenientHeader(ref); m != nil {
+			// classify could not read the header; the Message-ID a lenient
+			// reader finds still names the message in the record and the
+			// log (the key stays the content's, as for a message without).
+			st.base.MessageID = m.MessageID
 		}
 		st.reason, st.base.Signal = "unparseable", perr.Error()
 		var pe *classify.ParseError
@@ -265,7 +273,6 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader, con
 	if st.base.MessageKey == "" {
 		st.base.MessageKey = contentKey()
 	}
-	st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", msg.MessageID, "raw", ref)
 	st.msg = msg
 }
 
@@ -304,6 +311,7 @@ func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox
 	out := make([]mailbox.Disposition, len(items))
 	for i, st := range items {
 		out[i] = *st.disp
+		out[i].MessageID = st.base.MessageID
 	}
 	return out
 }

@@ -9,11 +9,13 @@ import (
 
 // Incoming is one message found in the mailbox's folder.
 type Incoming struct {
-	Mailbox      string // config name
-	UIDValidity  uint32
-	UID          uint32
-	MessageID    string // from ENVELOPE, for logs only; may be ""
-	Size         int64  // RFC822.SIZE
+	Mailbox     string // config name
+	UIDValidity uint32
+	UID         uint32
+	// MessageID is ENVELOPE's, fetched only when Oversize (the handler
+	// reads the Message-ID of a downloaded message from its body); may be "".
+	MessageID    string
+	Size         int64 // RFC822.SIZE
 	InternalDate time.Time
 	// Body streams the exact bytes of BODY.PEEK[] straight from the
 	// connection; the worker never buffers the message whole. It is valid
@@ -57,6 +59,9 @@ func (a Action) String() string {
 type Disposition struct {
 	Action Action
 	Reason string // logged; required in spirit for Quarantine and Retry
+	// MessageID is the message's Message-ID as the handler read it, for
+	// the worker's log lines ("" when unknown).
+	MessageID string
 }
 
 // Handler receives the messages of a mailbox in batches, in UID order: the

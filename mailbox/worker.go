@@ -382,7 +382,7 @@ func guardErr(ctx context.Context, err error) error {
 // meta is what the batch FETCH learns about a message.
 type meta struct {
 	size      int64
-	messageID string
+	messageID string // only for a message over max_message_size
 	date      time.Time
 }
 
@@ -633,22 +633,39 @@ func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, er
 	for _, u := range uids {
 		fetchSet.AddNum(imap.UID(u))
 	}
+	// No ENVELOPE: the server can answer size and date without opening
+	// the message (Dovecot spent more on the ENVELOPE of a batch than on
+	// moving it), and the handler reads the Message-ID from the body.
 	msgs, err := s.c.Fetch(fetchSet, &imap.FetchOptions{
-		UID: true, RFC822Size: true, Envelope: true, InternalDate: true,
+		UID: true, RFC822Size: true, InternalDate: true,
 	}).Collect()
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("uid fetch metadata: %w", err)
 	}
 	metas := make(map[uint32]meta, len(msgs))
+	var oversize imap.UIDSet
 	for _, m := range msgs {
 		if m.UID == 0 {
 			continue
 		}
-		mt := meta{size: m.RFC822Size, date: m.InternalDate}
-		if m.Envelope != nil {
-			mt.messageID = m.Envelope.MessageID
+		metas[uint32(m.UID)] = meta{size: m.RFC822Size, date: m.InternalDate}
+		if w.cfg.MaxMessageSize > 0 && m.RFC822Size > w.cfg.MaxMessageSize {
+			oversize.AddNum(m.UID)
 		}
-		metas[uint32(m.UID)] = mt
+	}
+	if len(oversize) > 0 {
+		// A message too large to download is known by its ENVELOPE's
+		// Message-ID alone.
+		envs, err := s.c.Fetch(oversize, &imap.FetchOptions{UID: true, Envelope: true}).Collect()
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("uid fetch envelopes of messages over max_message_size: %w", err)
+		}
+		for _, m := range envs {
+			if mt, ok := metas[uint32(m.UID)]; ok && m.Envelope != nil {
+				mt.messageID = m.Envelope.MessageID
+				metas[uint32(m.UID)] = mt
+			}
+		}
 	}
 	// A batch's parsed messages stay in memory until it is committed (and
 	// the next batch's meanwhile): bound it by bytes as well as by count.
@@ -701,8 +718,8 @@ func (w *Worker) stageBatch(ctx, outer context.Context, s *sess, uids []uint32, 
 	done := make(map[uint32]bool, len(uids))
 	var batch []staged
 	take := func(in *Incoming) {
-		log := w.log.With("uid", in.UID, "message_id", in.MessageID)
-		batch = append(batch, staged{in: in, val: w.stage(ctx, in, log), log: log})
+		log := w.log.With("uid", in.UID)
+		batch = append(batch, staged{in: in, val: w.stage(ctx, in, log.With("message_id", in.MessageID)), log: log})
 	}
 	var fetchSet imap.UIDSet
 	for _, uid := range uids {
@@ -760,6 +777,16 @@ func (w *Worker) stageBatch(ctx, outer context.Context, s *sess, uids []uint32, 
 // destination, and marks those moved done.
 func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []staged, disps []Disposition, done map[uint32]bool) error {
 	var acked, quarantined imap.UIDSet
+	// The handler read the Message-ID from the body; ENVELOPE gave it only
+	// for a message not downloaded.
+	logs := make([]*slog.Logger, len(batch))
+	for i, st := range batch {
+		id := disps[i].MessageID
+		if id == "" {
+			id = st.in.MessageID
+		}
+		logs[i] = st.log.With("message_id", id)
+	}
 	for i, st := range batch {
 		switch d := disps[i]; d.Action {
 		case Ack:
@@ -767,9 +794,9 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 		case Quarantine:
 			quarantined.AddNum(imap.UID(st.in.UID))
 		case Retry:
-			st.log.Info("message left in the folder for the next cycle", "reason", d.Reason)
+			logs[i].Info("message left in the folder for the next cycle", "reason", d.Reason)
 		default:
-			st.log.Error("handler returned an unknown action; leaving the message for the next cycle", "action", d.Action, "reason", d.Reason)
+			logs[i].Error("handler returned an unknown action; leaving the message for the next cycle", "action", d.Action, "reason", d.Reason)
 		}
 	}
 	for _, mv := range []struct {
@@ -788,9 +815,9 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 			}
 			done[st.in.UID] = true
 			if mv.dest == w.cfg.ProcessedFolder {
-				st.log.Info("message processed", "moved_to", mv.dest, "reason", disps[i].Reason)
+				logs[i].Info("message processed", "moved_to", mv.dest, "reason", disps[i].Reason)
 			} else {
-				st.log.Warn("message quarantined", "moved_to", mv.dest, "reason", disps[i].Reason)
+				logs[i].Warn("message quarantined", "moved_to", mv.dest, "reason", disps[i].Reason)
 			}
 		}
 	}
