@@ -1,13 +1,14 @@
 // Package store keeps cases, message decisions, the IMAP cursors and the
 // notification outbox in one bbolt database, and the exact bytes of every
 // message received in a raw store beside it: appended to pack files when
-// the message was held in memory, in a file named by its SHA-256 when it
-// was streamed. Either reference starts with the content's SHA-256.
+// the message was held in memory ("pack:<id>:<offset>:<length>"), in a
+// file named by its SHA-256 when it was streamed ("sha256:<hex>").
 //
 // Invariants:
-//   - Raw bytes are written and made durable (SyncRaw: one syncfs for a
-//     batch) before any transaction refers to them. Packs and files are
-//     only ever added to, never rewritten.
+//   - Raw bytes are written and made durable (SyncRaw: an fdatasync of the
+//     pack a batch went to, and of the directories that got new entries)
+//     before any transaction refers to them. Packs and files are only ever
+//     added to, never rewritten.
 //   - A case, its indexes (status, Message-ID), the decision record of the
 //     message that changed it and the outbox rows announcing the change are
 //     written in one transaction: all or nothing.

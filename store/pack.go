@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Messages held in memory are appended to pack files, raw/packs/<id>.pack:
@@ -34,20 +36,24 @@ const (
 	packLimit = 128 << 20
 )
 
-// pack is the pack being appended to.
+// pack is a pack being appended to, or one retired but not yet synced.
 type pack struct {
 	id      string
 	f       *os.File
 	size    int64          // bytes handed out
 	writers sync.WaitGroup // writes in progress
+	// Under packs.mu: retired is set when the pack takes no more
+	// messages, closed once it was synced and closed after that.
+	retired, closed bool
 }
 
 // packs hands out room in the current pack.
 type packs struct {
-	dir   string
-	limit int64 // packLimit; tests make it small
-	mu    sync.Mutex
-	cur   *pack
+	dir     string
+	limit   int64            // packLimit; tests make it small
+	created func(dir string) // a pack was created in dir (its entry is not yet durable)
+	mu      sync.Mutex
+	cur     *pack
 }
 
 // reserve returns the pack and offset where n bytes go; the caller writes
@@ -60,10 +66,11 @@ func (ps *packs) reserve(n int64) (*pack, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if old := ps.cur; old != nil {
-			go func() { old.writers.Wait(); old.f.Close() }()
+		if ps.cur != nil {
+			ps.cur.retired = true // closed by the SyncRaw that syncs it
 		}
 		ps.cur = p
+		ps.created(ps.dir)
 	}
 	p, off := ps.cur, ps.cur.size
 	p.size += n
@@ -88,6 +95,55 @@ func (ps *packs) create() (*pack, error) {
 			return nil, fmt.Errorf("raw store: new pack: %w", err)
 		}
 		return &pack{id: id, f: f}, nil
+	}
+}
+
+// sync makes what was written to p durable. A retired pack is synced once
+// its last writes are done, then closed: a writer marks the pack pending
+// before it is done, so whatever pending set names a closed pack was
+// covered by the sync before the close.
+func (ps *packs) sync(p *pack) error {
+	ps.mu.Lock()
+	retired, closed := p.retired, p.closed
+	ps.mu.Unlock()
+	if closed {
+		return nil
+	}
+	if retired {
+		p.writers.Wait()
+	}
+	if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
+		// Linux may drop the pages it failed to write: retire the pack
+		// so that no new message lands in it.
+		ps.mu.Lock()
+		if ps.cur == p {
+			ps.cur = nil
+			p.retired = true
+		}
+		ps.mu.Unlock()
+		return err
+	}
+	if retired {
+		ps.mu.Lock()
+		p.closed = true
+		ps.mu.Unlock()
+		return p.f.Close()
+	}
+	return nil
+}
+
+// closeRetired closes the retired packs among those pending a sync (the
+// store is closing without one).
+func (ps *packs) closeRetired(pending map[*pack]bool, _ map[string]bool) {
+	for p := range pending {
+		ps.mu.Lock()
+		open := p.retired && !p.closed
+		p.closed = p.closed || open
+		ps.mu.Unlock()
+		if open {
+			p.writers.Wait()
+			p.f.Close()
+		}
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 const rawDir = "raw"
@@ -39,6 +37,11 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	}()
 	h := sha256.New()
 	size, err = io.Copy(io.MultiWriter(f, h), r)
+	if err == nil {
+		// A big message is a file of its own: synced now, its directory
+		// entry by SyncRaw.
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -52,12 +55,18 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	}
 	// A file already there is kept only when it holds these bytes: a crash
 	// before SyncRaw can leave one cut short, which no decision refers to.
-	if !holds(final, size, sum) {
+	if holds(final, size, sum) {
+		// Written by a process that may have died before its SyncRaw.
+		if err := syncFile(final); err != nil {
+			return "", 0, fmt.Errorf("raw store: %w", err)
+		}
+	} else {
 		if err := os.Rename(tmp, final); err != nil {
 			return "", 0, fmt.Errorf("raw store: %w", err)
 		}
 		placed = true
 	}
+	s.pending.addDirs(filepath.Dir(final))
 	return RawPrefix + sum, size, nil
 }
 
@@ -73,6 +82,9 @@ func (s *Store) StageRawBytes(b []byte) (ref string, err error) {
 		return "", err
 	}
 	_, err = p.f.WriteAt(b, off)
+	if err == nil {
+		s.pending.addPack(p) // before Done: see packs.sync
+	}
 	p.writers.Done()
 	if err != nil {
 		return "", fmt.Errorf("raw store: write pack %s: %w", p.id, err)
@@ -117,18 +129,8 @@ func (s *Store) makeRawDir(path string) error {
 	if err := os.MkdirAll(sub, 0o750); err != nil {
 		return fmt.Errorf("raw store: %w", err)
 	}
+	s.pending.addDirs(filepath.Dir(sub))
 	s.rawDirs.Store(sub, true)
-	return nil
-}
-
-// SyncRaw makes everything StageRaw and StageRawBytes wrote so far
-// durable, files with their directory entries and pack appends alike: one
-// syncfs(2) of the file system holding the raw store, however many
-// messages.
-func (s *Store) SyncRaw() error {
-	if err := unix.Syncfs(int(s.rawFS.Fd())); err != nil {
-		return fmt.Errorf("raw store %s: sync: %w", s.rawFS.Name(), err)
-	}
 	return nil
 }
 

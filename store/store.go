@@ -47,14 +47,12 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the open database and raw-message directory under one data_dir.
 type Store struct {
-	db    *bolt.DB
-	dir   string
-	idKey []byte
-	// rawFS is the raw directory, held open for SyncRaw: syncfs reports
-	// write-back errors that happened since the descriptor was opened.
-	rawFS   *os.File
+	db      *bolt.DB
+	dir     string
+	idKey   []byte
 	rawDirs sync.Map // raw subdirectories known to exist
 	packs   *packs
+	pending rawPending // for SyncRaw
 }
 
 // Open opens (or creates) the store in dataDir. A second process gets an
@@ -112,13 +110,11 @@ func Open(dataDir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("raw store %s: clearing temp files left by a crash: %w", filepath.Join(dataDir, rawDir), err)
 	}
-	rawFS, err := os.Open(filepath.Join(dataDir, rawDir))
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("raw store: %w", err)
-	}
-	return &Store{db: db, dir: dataDir, idKey: idKey, rawFS: rawFS,
-		packs: &packs{dir: filepath.Join(dataDir, rawDir, packDir), limit: packLimit}}, nil
+	s := &Store{db: db, dir: dataDir, idKey: idKey}
+	s.packs = &packs{dir: filepath.Join(dataDir, rawDir, packDir), limit: packLimit, created: func(dir string) {
+		s.pending.addDirs(dir, filepath.Dir(dir))
+	}}
+	return s, nil
 }
 
 // keyMessageIDKey names, in the meta bucket, the key that signs the
@@ -135,7 +131,7 @@ func (s *Store) MessageIDKey() []byte { return slices.Clone(s.idKey) }
 // Close closes the database.
 func (s *Store) Close() error {
 	s.packs.close()
-	s.rawFS.Close()
+	s.packs.closeRetired(s.pending.take())
 	return s.db.Close()
 }
 

@@ -586,3 +586,51 @@ func TestOlderPackReferencesStillOpen(t *testing.T) {
 		t.Fatalf("content key of %s: %s, %v", pr.String(), key, err)
 	}
 }
+
+// A pack that took its last message stays open until SyncRaw has synced
+// it, and is closed then: SyncRaw fsyncs the packs written to and the
+// directories that got entries, nothing else.
+func TestSyncRawSyncsAndClosesRetiredPacks(t *testing.T) {
+	s := openTest(t)
+	s.packs.limit = 10 << 10
+	for i := range 50 {
+		if _, err := s.StageRawBytes(bytes.Repeat([]byte{byte(i)}, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs, dirs := s.pending.packs, s.pending.dirs
+	if len(packs) < 5 {
+		t.Fatalf("%d packs pending for 50 KB at 10 KB a pack", len(packs))
+	}
+	if want := filepath.Join(s.Dir(), rawDir, packDir); !dirs[want] || !dirs[filepath.Dir(want)] {
+		t.Fatalf("directories pending: %v, want the packs directory and its parent", dirs)
+	}
+	if n := openPacks(t); n != len(packs) {
+		t.Fatalf("%d pack files open before the sync, want %d", n, len(packs))
+	}
+	if err := s.SyncRaw(); err != nil {
+		t.Fatal(err)
+	}
+	if n := openPacks(t); n != 1 {
+		t.Fatalf("%d pack files open after the sync, want the current one", n)
+	}
+	if len(s.pending.packs) != 0 || len(s.pending.dirs) != 0 {
+		t.Fatalf("still pending after SyncRaw: %v %v", s.pending.packs, s.pending.dirs)
+	}
+}
+
+// openPacks counts this process's open descriptors on pack files.
+func openPacks(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasSuffix(target, ".pack") {
+			n++
+		}
+	}
+	return n
+}
