@@ -26,7 +26,9 @@ func throughput(msgs int, bytes int64, d time.Duration) Throughput {
 
 // BacklogRun is one repetition for one transport.
 type BacklogRun struct {
-	Raw       Throughput `json:"raw_fetch"`
+	Raw Throughput `json:"raw_fetch"`
+	// Commands is the daemon's IMAP commands alone (stack.commandsOnly).
+	Commands  Throughput `json:"imap_commands_only"`
 	Drain     Throughput `json:"caseintake_drain"`
 	Ratio     float64    `json:"ratio"`
 	PeakRSS   int64      `json:"peak_rss_bytes"`
@@ -159,6 +161,20 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, br.DaemonCPUMs, br.MachineCPUMs, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
 	// Everything back into INBOX for the next pass.
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
+		return br, err
+	}
+	// After the drain, so that the drain meets the folder as it always did.
+	quiesce()
+	n, d, err := s.commandsOnly(sec, "INBOX", "Processed", 500)
+	if err != nil {
+		return br, fmt.Errorf("IMAP commands only: %w", err)
+	}
+	if n != o.n {
+		return br, fmt.Errorf("IMAP commands only moved %d messages, want %d", n, o.n)
+	}
+	br.Commands = throughput(n, bytes, d)
+	log.Printf("run %d %-4s IMAP commands only: %.0f msg/s, ratio %.3f to the raw fetch", r, sec, br.Commands.MsgsPS, br.Commands.MsgsPS/br.Raw.MsgsPS)
+	if err := s.moveAll("INBOX", "Processed"); err != nil {
 		return br, err
 	}
 	if !o.keep {

@@ -279,3 +279,69 @@ func (s *stack) waitCountUntil(want int, limit time.Duration, folders ...string)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// commandsOnly drains folder into dest with the daemon's IMAP commands and
+// nothing else: per batch of batch messages a SELECT, UID SEARCH and
+// metadata FETCH (size, date) on one connection, the bodies fetched and
+// thrown away, then a SELECT and UID MOVE on a second connection, one
+// after the other. It is what the server alone costs a drain: the most a
+// daemon could reach with free processing and no overlap.
+func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs int, d time.Duration, err error) {
+	c, err := s.dial(sec, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	mv, err := s.dial(sec, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer mv.Close()
+	start := time.Now()
+	above := imap.UID(0)
+	for {
+		if _, err := c.Select(folder, nil).Wait(); err != nil {
+			return msgs, 0, err
+		}
+		var rest imap.UIDSet
+		rest.AddRange(above+1, 0)
+		found, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rest}, NotFlag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+		if err != nil {
+			return msgs, 0, err
+		}
+		var uids []imap.UID
+		for _, u := range found.AllUIDs() {
+			if u > above && len(uids) < batch {
+				uids = append(uids, u)
+			}
+		}
+		if len(uids) == 0 {
+			return msgs, time.Since(start), nil
+		}
+		set := imap.UIDSetNum(uids...)
+		if _, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect(); err != nil {
+			return msgs, 0, err
+		}
+		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			for item := m.Next(); item != nil; item = m.Next() {
+				if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+					if _, err := io.Copy(io.Discard, b.Literal); err != nil {
+						return msgs, 0, err
+					}
+				}
+			}
+		}
+		if err := cmd.Close(); err != nil {
+			return msgs, 0, err
+		}
+		if _, err := mv.Select(folder, nil).Wait(); err != nil {
+			return msgs, 0, err
+		}
+		if _, err := mv.Move(set, dest).Wait(); err != nil {
+			return msgs, 0, err
+		}
+		msgs += len(uids)
+		above = uids[len(uids)-1]
+	}
+}
