@@ -779,13 +779,11 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 	var acked, quarantined imap.UIDSet
 	// The handler read the Message-ID from the body; ENVELOPE gave it only
 	// for a message not downloaded.
-	logs := make([]*slog.Logger, len(batch))
+	ids := make([]string, len(batch))
 	for i, st := range batch {
-		id := disps[i].MessageID
-		if id == "" {
-			id = st.in.MessageID
+		if ids[i] = disps[i].MessageID; ids[i] == "" {
+			ids[i] = st.in.MessageID
 		}
-		logs[i] = st.log.With("message_id", id)
 	}
 	for i, st := range batch {
 		switch d := disps[i]; d.Action {
@@ -794,9 +792,9 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 		case Quarantine:
 			quarantined.AddNum(imap.UID(st.in.UID))
 		case Retry:
-			logs[i].Info("message left in the folder for the next cycle", "reason", d.Reason)
+			st.log.Info("message left in the folder for the next cycle", "message_id", ids[i], "reason", d.Reason)
 		default:
-			logs[i].Error("handler returned an unknown action; leaving the message for the next cycle", "action", d.Action, "reason", d.Reason)
+			st.log.Error("handler returned an unknown action; leaving the message for the next cycle", "message_id", ids[i], "action", d.Action, "reason", d.Reason)
 		}
 	}
 	for _, mv := range []struct {
@@ -815,9 +813,9 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 			}
 			done[st.in.UID] = true
 			if mv.dest == w.cfg.ProcessedFolder {
-				logs[i].Info("message processed", "moved_to", mv.dest, "reason", disps[i].Reason)
+				st.log.Info("message processed", "message_id", ids[i], "moved_to", mv.dest, "reason", disps[i].Reason)
 			} else {
-				logs[i].Warn("message quarantined", "moved_to", mv.dest, "reason", disps[i].Reason)
+				st.log.Warn("message quarantined", "message_id", ids[i], "moved_to", mv.dest, "reason", disps[i].Reason)
 			}
 		}
 	}

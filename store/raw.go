@@ -18,9 +18,10 @@ const rawDir = "raw"
 const RawPrefix = "sha256:"
 
 // StageRaw streams a message's exact bytes into the content-addressed raw
-// store and returns its reference ("sha256:<hex>") and size. The file is
-// in place but not yet durable: call SyncRaw before a transaction refers to
-// the reference, so that one fsync covers a whole batch of messages.
+// store and returns its reference ("sha256:<hex>") and size. The file's
+// bytes are synced before it is put in place (a message this big costs
+// more to write than to sync); its directory entry is durable only after
+// SyncRaw, which must come before a transaction refers to the reference.
 // Writing the same bytes twice keeps one file.
 func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	dir := filepath.Join(s.dir, rawDir)
