@@ -740,9 +740,14 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 		deliver(t, srv, "INBOX", testMessage(i, "old"))
 	}
 	p, cfg := startProxy(t, srv)
-	var selects atomic.Int32
+	var selects, moverSelects atomic.Int32
+	recreated := make(chan struct{})
 	p.OnCommand = func(conn int, line string) {
-		if conn == 1 && strings.Contains(strings.ToUpper(line), " SELECT ") && selects.Add(1) == 2 {
+		if !strings.Contains(strings.ToUpper(line), " SELECT ") {
+			return
+		}
+		switch {
+		case conn == 1 && selects.Add(1) == 2:
 			// After the first batch [1 2] was staged, before the next scan
 			// (on the first connection; the second moves the old batch).
 			if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
@@ -755,6 +760,15 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 				if _, err := srv.Deliver(testUser, "INBOX", []byte(testMessage(i, "new"))); err != nil {
 					panic(err)
 				}
+			}
+			close(recreated)
+		case conn == 2 && moverSelects.Add(1) == 2:
+			// The second connection selects the folder again before it
+			// moves the old batch: not before the folder was recreated,
+			// or it would rightly move the old messages first.
+			select {
+			case <-recreated:
+			case <-time.After(waitFor):
 			}
 		}
 	}
