@@ -49,11 +49,14 @@ type pack struct {
 
 // packs hands out room in the current pack.
 type packs struct {
-	dir     string
-	limit   int64            // packLimit; tests make it small
-	created func(dir string) // a pack was created in dir (its entry is not yet durable)
-	mu      sync.Mutex
-	cur     *pack
+	dir   string
+	limit int64 // packLimit; tests make it small
+	// rolled is told of a rollover: the new pack's directory entry and the
+	// retired pack both wait for the next SyncRaw (which closes the
+	// retired one, even when every byte of it was synced already).
+	rolled func(dir string, retired *pack)
+	mu     sync.Mutex
+	cur    *pack
 }
 
 // reserve returns the pack and offset where n bytes go; the caller writes
@@ -66,11 +69,12 @@ func (ps *packs) reserve(n int64) (*pack, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if ps.cur != nil {
-			ps.cur.retired = true // closed by the SyncRaw that syncs it
+		old := ps.cur
+		if old != nil {
+			old.retired = true
 		}
 		ps.cur = p
-		ps.created(ps.dir)
+		ps.rolled(ps.dir, old)
 	}
 	p, off := ps.cur, ps.cur.size
 	p.size += n

@@ -111,8 +111,11 @@ func Open(dataDir string) (*Store, error) {
 		return nil, fmt.Errorf("raw store %s: clearing temp files left by a crash: %w", filepath.Join(dataDir, rawDir), err)
 	}
 	s := &Store{db: db, dir: dataDir, idKey: idKey}
-	s.packs = &packs{dir: filepath.Join(dataDir, rawDir, packDir), limit: packLimit, created: func(dir string) {
+	s.packs = &packs{dir: filepath.Join(dataDir, rawDir, packDir), limit: packLimit, rolled: func(dir string, retired *pack) {
 		s.pending.addDirs(dir, filepath.Dir(dir))
+		if retired != nil {
+			s.pending.addPack(retired)
+		}
 	}}
 	return s, nil
 }

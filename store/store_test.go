@@ -617,6 +617,17 @@ func TestSyncRawSyncsAndClosesRetiredPacks(t *testing.T) {
 	if len(s.pending.packs) != 0 || len(s.pending.dirs) != 0 {
 		t.Fatalf("still pending after SyncRaw: %v %v", s.pending.packs, s.pending.dirs)
 	}
+	// A pack whose every byte was synced already is retired by the next
+	// message that does not fit: the sync after that closes it too.
+	if _, err := s.StageRawBytes(bytes.Repeat([]byte{'x'}, 10<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncRaw(); err != nil {
+		t.Fatal(err)
+	}
+	if n := openPacks(t); n != 1 {
+		t.Fatalf("%d pack files open after a rollover and a sync, want the current one", n)
+	}
 }
 
 // openPacks counts this process's open descriptors on pack files.
