@@ -233,8 +233,7 @@ func (p *Pipeline) stored(st *staged, ref string, size int64, err error) bool {
 		p.cannotStore(st, err)
 		return false
 	}
-	st.base.RawRef, st.base.Size = ref, size
-	st.log = st.log.With("raw", ref)
+	st.base.RawRef, st.base.Size = ref, size // parsedFrom logs it from here on
 	return true
 }
 

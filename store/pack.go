@@ -138,7 +138,7 @@ func (ps *packs) sync(p *pack) error {
 
 // closeRetired closes the retired packs among those pending a sync (the
 // store is closing without one).
-func (ps *packs) closeRetired(pending map[*pack]bool, _ map[string]bool) {
+func (ps *packs) closeRetired(pending map[*pack]bool) {
 	for p := range pending {
 		ps.mu.Lock()
 		open := p.retired && !p.closed

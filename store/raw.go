@@ -58,7 +58,7 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 	// before SyncRaw can leave one cut short, which no decision refers to.
 	if holds(final, size, sum) {
 		// Written by a process that may have died before its SyncRaw.
-		if err := syncFile(final); err != nil {
+		if err := syncPath(final); err != nil {
 			return "", 0, fmt.Errorf("raw store: %w", err)
 		}
 	} else {

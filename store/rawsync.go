@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // rawPending is what SyncRaw has to make durable: the packs appended to
@@ -69,7 +67,7 @@ func (s *Store) SyncRaw() error {
 		}
 	}
 	for d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := syncPath(d); err != nil {
 			s.pending.addDirs(d)
 			errs = append(errs, fmt.Errorf("raw store: sync directory %s: %w", d, err))
 		}
@@ -77,22 +75,13 @@ func (s *Store) SyncRaw() error {
 	return errors.Join(errs...)
 }
 
-// syncFile fsyncs the file at path.
-func syncFile(path string) error {
+// syncPath fsyncs the file or directory at path (for a directory: the
+// entries made in it).
+func syncPath(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	return f.Sync()
-}
-
-// syncDir fsyncs a directory, making the entries made in it durable.
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Fsync(int(d.Fd()))
 }

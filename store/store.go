@@ -134,7 +134,8 @@ func (s *Store) MessageIDKey() []byte { return slices.Clone(s.idKey) }
 // Close closes the database.
 func (s *Store) Close() error {
 	s.packs.close()
-	s.packs.closeRetired(s.pending.take())
+	pending, _ := s.pending.take()
+	s.packs.closeRetired(pending)
 	return s.db.Close()
 }
 
