@@ -719,7 +719,7 @@ func (w *Worker) stageBatch(ctx, outer context.Context, s *sess, uids []uint32, 
 	var batch []staged
 	take := func(in *Incoming) {
 		log := w.log.With("uid", in.UID)
-		batch = append(batch, staged{in: in, val: w.stage(ctx, in, log.With("message_id", in.MessageID)), log: log})
+		batch = append(batch, staged{in: in, val: w.stage(ctx, in, log), log: log})
 	}
 	var fetchSet imap.UIDSet
 	for _, uid := range uids {
@@ -892,7 +892,7 @@ func (w *Worker) fetchBodies(ctx, outer context.Context, s *sess, set imap.UIDSe
 func (w *Worker) stage(ctx context.Context, in *Incoming, log *slog.Logger) (v Staged) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("handler panicked; quarantining the message", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			log.Error("handler panicked; quarantining the message", "message_id", in.MessageID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			v = stagePanic{Disposition{Action: Quarantine, Reason: fmt.Sprintf("panic: %v", r)}}
 		}
 	}()

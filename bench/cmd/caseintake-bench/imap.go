@@ -158,31 +158,35 @@ func (s *stack) rawFetch(sec security, folder string) (msgs int, bytes int64, d 
 	}
 	var all imap.UIDSet
 	all.AddRange(1, 0)
-	cmd := c.Fetch(all, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-	for {
-		m := cmd.Next()
-		if m == nil {
-			break
+	msgs, bytes, err = discardBodies(c, all)
+	if err != nil {
+		return msgs, bytes, 0, err
+	}
+	return msgs, bytes, time.Since(start), nil
+}
+
+// discardBodies runs UID FETCH BODY.PEEK[] over set, reads every body and
+// throws it away.
+func discardBodies(c *imapclient.Client, set imap.UIDSet) (msgs int, bytes int64, err error) {
+	cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	defer func() {
+		if cerr := cmd.Close(); err == nil {
+			err = cerr
 		}
-		for {
-			item := m.Next()
-			if item == nil {
-				break
-			}
+	}()
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		for item := m.Next(); item != nil; item = m.Next() {
 			if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
 				n, err := io.Copy(io.Discard, b.Literal)
 				bytes += n
 				if err != nil {
-					return msgs, bytes, 0, err
+					return msgs, bytes, err
 				}
 			}
 		}
 		msgs++
 	}
-	if err := cmd.Close(); err != nil {
-		return msgs, bytes, 0, err
-	}
-	return msgs, bytes, time.Since(start), nil
+	return msgs, bytes, nil
 }
 
 // count returns the number of messages in folder (0 when it is missing).
@@ -322,17 +326,7 @@ func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs
 		if _, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect(); err != nil {
 			return msgs, 0, err
 		}
-		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
-		for m := cmd.Next(); m != nil; m = cmd.Next() {
-			for item := m.Next(); item != nil; item = m.Next() {
-				if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
-					if _, err := io.Copy(io.Discard, b.Literal); err != nil {
-						return msgs, 0, err
-					}
-				}
-			}
-		}
-		if err := cmd.Close(); err != nil {
+		if _, _, err := discardBodies(c, set); err != nil {
 			return msgs, 0, err
 		}
 		if _, err := mv.Select(folder, nil).Wait(); err != nil {
