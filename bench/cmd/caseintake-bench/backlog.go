@@ -34,10 +34,13 @@ type BacklogRun struct {
 	PeakRSS   int64      `json:"peak_rss_bytes"`
 	Load      string     `json:"load_after"`
 	Processed int        `json:"processed"`
-	// CPU time per message drained: the daemon's own, and the whole
-	// machine's (the daemon, Dovecot, the kernel, this bench's SMTP sink).
-	DaemonCPUMs  float64 `json:"daemon_cpu_ms_per_message"`
-	MachineCPUMs float64 `json:"machine_cpu_ms_per_message"`
+	// CPU time per message: the daemon's own during the drain, and by
+	// whom (the whole machine, Dovecot, this program) in each pass. The
+	// machine's less the others' is the kernel's work outside them.
+	DaemonCPUMs float64  `json:"daemon_cpu_ms_per_message"`
+	DrainCPU    CPUShare `json:"drain_cpu"`
+	RawCPU      CPUShare `json:"raw_fetch_cpu"`
+	CommandsCPU CPUShare `json:"imap_commands_only_cpu"`
 }
 
 // fillBacklog puts the generated backlog in INBOX (once per bench run).
@@ -102,15 +105,22 @@ func quiesce() {
 func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRun, error) {
 	var br BacklogRun
 	quiesce()
+	meter, err := startCPU(s)
+	if err != nil {
+		return br, err
+	}
 	msgs, bytes, d, err := s.rawFetch(sec, "INBOX")
 	if err != nil {
 		return br, fmt.Errorf("raw fetch: %w", err)
+	}
+	if br.RawCPU, err = meter.stop(msgs); err != nil {
+		return br, err
 	}
 	if msgs != o.n {
 		return br, fmt.Errorf("raw fetch saw %d messages, want %d", msgs, o.n)
 	}
 	br.Raw = throughput(msgs, bytes, d)
-	log.Printf("run %d %-4s raw fetch: %.0f msg/s, %.1f MB/s", r, sec, br.Raw.MsgsPS, br.Raw.MBPS)
+	log.Printf("run %d %-4s raw fetch: %.0f msg/s, %.1f MB/s, CPU per message %s", r, sec, br.Raw.MsgsPS, br.Raw.MBPS, br.RawCPU)
 
 	dir := filepath.Join(o.out, fmt.Sprintf("backlog-%d-%s", r, sec))
 	os.RemoveAll(dir)
@@ -119,15 +129,14 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 		return br, err
 	}
 	quiesce()
-	busy0, berr := machineBusy()
-	if berr != nil {
-		return br, berr
+	if meter, err = startCPU(s); err != nil {
+		return br, err
 	}
 	if err := dm.start(o.bin); err != nil {
 		return br, err
 	}
 	seen, got, werr := s.waitCountUntil(o.n, o.drainLimit, "Processed", "Quarantine")
-	busy1, berr := machineBusy()
+	drainCPU, berr := meter.stop(got)
 	cpu, cerr := dm.cpuTime()
 	hwm, herr := dm.procStatus("VmHWM")
 	// Mapped database pages count in RSS too; say how much of it they are.
@@ -155,16 +164,18 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	br.Ratio = br.Drain.MsgsPS / br.Raw.MsgsPS
 	br.PeakRSS = hwm
 	br.Load = loadavg()
-	perMsg := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(got) }
-	br.DaemonCPUMs, br.MachineCPUMs = perMsg(cpu), perMsg(busy1-busy0)
-	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, CPU per message %.3f ms daemon, %.3f ms machine, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
-		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, br.DaemonCPUMs, br.MachineCPUMs, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
+	br.DaemonCPUMs, br.DrainCPU = cpu.Seconds()*1000/float64(got), drainCPU
+	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, CPU per message %.3f ms daemon, %s, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
+		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, br.DaemonCPUMs, br.DrainCPU, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
 	// Everything back into INBOX for the next pass.
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
 		return br, err
 	}
 	// After the drain, so that the drain meets the folder as it always did.
 	quiesce()
+	if meter, err = startCPU(s); err != nil {
+		return br, err
+	}
 	n, d, err := s.commandsOnly(sec, "INBOX", "Processed", 500)
 	if err != nil {
 		return br, fmt.Errorf("IMAP commands only: %w", err)
@@ -172,8 +183,11 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	if n != o.n {
 		return br, fmt.Errorf("IMAP commands only moved %d messages, want %d", n, o.n)
 	}
+	if br.CommandsCPU, err = meter.stop(n); err != nil {
+		return br, err
+	}
 	br.Commands = throughput(n, bytes, d)
-	log.Printf("run %d %-4s IMAP commands only: %.0f msg/s, ratio %.3f to the raw fetch", r, sec, br.Commands.MsgsPS, br.Commands.MsgsPS/br.Raw.MsgsPS)
+	log.Printf("run %d %-4s IMAP commands only: %.0f msg/s, ratio %.3f to the raw fetch, CPU per message %s", r, sec, br.Commands.MsgsPS, br.Commands.MsgsPS/br.Raw.MsgsPS, br.CommandsCPU)
 	if err := s.moveAll("INBOX", "Processed"); err != nil {
 		return br, err
 	}
