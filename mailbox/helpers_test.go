@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -134,7 +135,8 @@ func (h *recHandler) numCalls() int {
 // memCursors is an in-memory CursorStore.
 type memCursors struct {
 	*signal
-	m map[string]Cursor
+	m     map[string]Cursor
+	saves []Cursor // every save, in order
 }
 
 func newCursors() *memCursors { return &memCursors{signal: newSignal(), m: map[string]Cursor{}} }
@@ -146,8 +148,15 @@ func (c *memCursors) LoadCursor(mb string) (Cursor, error) {
 }
 
 func (c *memCursors) SaveCursor(mb string, cur Cursor) error {
-	c.do(func() { c.m[mb] = cur })
+	c.do(func() { c.m[mb], c.saves = cur, append(c.saves, cur) })
 	return nil
+}
+
+// saved is every cursor saved so far, in order.
+func (c *memCursors) saved() []Cursor {
+	var s []Cursor
+	c.read(func() { s = slices.Clone(c.saves) })
+	return s
 }
 
 func (c *memCursors) get(mb string) Cursor {

@@ -402,7 +402,16 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	case <-w.kick:
 	default:
 	}
-	defer w.saveCursor(s)
+	// The cursor is saved when the cycle ends, not after every batch of a
+	// backlog: a save is an fsync'd transaction on the download's path. A
+	// crash that loses one makes the next cycle search from an older UID,
+	// which costs nothing: what was moved is gone, and what stayed is
+	// recognised by its recorded decision.
+	defer func() {
+		if !more {
+			w.saveCursor(s)
+		}
+	}()
 	if from == 0 {
 		s.held = false // a new cycle
 	}

@@ -581,6 +581,26 @@ func TestBatches(t *testing.T) {
 	cs.waitLastUID(t, "support", 1)
 }
 
+// A backlog saves its cursor once, when the cycle that drains it ends:
+// a save is an fsync'd transaction, and one per batch held up the next
+// batch's download.
+func TestBacklogSavesCursorOncePerCycle(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 5; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	cs := newCursors()
+	r := newWorker(t, mailboxConfig(srv), newHandler(nil), cs)
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5], back to back
+	cs.waitLastUID(t, "support", 5)
+	saves := cs.saved()
+	if len(saves) != 1 || saves[0].LastUID != 5 {
+		t.Fatalf("cursor saves %+v, want one, at UID 5", saves)
+	}
+}
+
 // A missing folder is retried with backoff and logged once, not on every
 // attempt; once the folder exists the worker carries on.
 func TestMissingFolderRetriedQuietly(t *testing.T) {
