@@ -34,6 +34,13 @@ const PackPrefix = "pack:"
 const (
 	packDir   = "packs"
 	packLimit = 128 << 20
+	// writebackChunk is how much is written to a pack before the kernel
+	// is asked to start writing it out (sync_file_range WRITE, which does
+	// not wait), as RocksDB's bytes_per_sync and PostgreSQL's
+	// backend_flush_after do: SyncRaw's fdatasync then waits for the tail
+	// of a batch instead of all of it (21 MB, 27 ms a batch on the bench
+	// machine), on the path of the batch's commit.
+	writebackChunk = 4 << 20
 )
 
 // pack is a pack being appended to, or one retired but not yet synced.
@@ -42,6 +49,8 @@ type pack struct {
 	f       *os.File
 	size    int64          // bytes handed out
 	writers sync.WaitGroup // writes in progress
+	// Under packs.mu: the end of what writeback was last started up to.
+	writeback int64
 	// Under packs.mu: retired is set when the pack takes no more
 	// messages, closed once it was synced and closed after that.
 	retired, closed bool
@@ -80,6 +89,25 @@ func (ps *packs) reserve(n int64) (*pack, int64, error) {
 	p.size += n
 	p.writers.Add(1)
 	return p, off, nil
+}
+
+// written is told that a write to p ended at end (p.writers still counts
+// it). Once writebackChunk bytes were written since writeback was last
+// started, it starts writeback of them. Writes finish out of order: a page
+// still being written when writeback started is written by the next start
+// or by SyncRaw. The start is advice, so its error is not reported: an
+// I/O error shows again at SyncRaw's fdatasync.
+func (ps *packs) written(p *pack, end int64) {
+	ps.mu.Lock()
+	from := p.writeback
+	start := end-from >= writebackChunk
+	if start {
+		p.writeback = end
+	}
+	ps.mu.Unlock()
+	if start {
+		_ = unix.SyncFileRange(int(p.f.Fd()), from, end-from, unix.SYNC_FILE_RANGE_WRITE)
+	}
 }
 
 // create makes a new, empty pack named after the time in hex nanoseconds

@@ -85,6 +85,7 @@ func (s *Store) StageRawBytes(b []byte) (ref string, err error) {
 	_, err = p.f.WriteAt(b, off)
 	if err == nil {
 		s.pending.addPack(p) // before Done: see packs.sync
+		s.packs.written(p, off+int64(len(b)))
 	}
 	p.writers.Done()
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/caseintake/caseintake/casemodel"
 )
 
@@ -644,4 +646,38 @@ func openPacks(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// Writes to a pack are handed to the disk as they pile up, not all at
+// SyncRaw: once writebackChunk bytes were written, they are under
+// writeback or clean long before the kernel's own 30 s writeback would
+// take them, with no SyncRaw called.
+func TestPackWritebackStartsBeforeSyncRaw(t *testing.T) {
+	s := openTest(t)
+	msg := bytes.Repeat([]byte("x"), 1<<20)
+	n := writebackChunk/len(msg) + 1
+	for range n {
+		if _, err := s.StageRawBytes(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := s.packs.cur
+	r := unix.CachestatRange{Off: 0, Len: writebackChunk}
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(p.f.Fd()), &r, &st, 0); err != nil {
+		t.Skipf("cannot tell dirty pages without cachestat (Linux 6.5 or later): %v", err)
+	}
+	if st.Dirty+st.Writeback+st.Evicted+st.Cache == 0 {
+		t.Skipf("%s keeps no page cache (tmpfs?): nothing to observe", s.Dir())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st.Dirty > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the first %d MB's pages still dirty 10 s after %d MB were written: writeback was not started", st.Dirty, writebackChunk>>20, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if err := unix.Cachestat(uint(p.f.Fd()), &r, &st, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
