@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"sort"
@@ -296,4 +297,39 @@ func TestCorpusHTMLText(t *testing.T) {
 	if n == 0 {
 		t.Skip("no HTML replies in the corpus")
 	}
+}
+
+// parseDate reads every Date that net/mail.ParseDate reads as ParseDate
+// does (same instant, same zone offset): its fast path for the common
+// form must not change what a date means.
+func TestCorpusDatesAsNetMail(t *testing.T) {
+	var n int
+	for _, f := range loadCorpus(t) {
+		hdr, _, _ := bytes.Cut(f.data, []byte("\n\n"))
+		if h2, _, ok := bytes.Cut(f.data, []byte("\r\n\r\n")); ok && len(h2) < len(hdr) {
+			hdr = h2
+		}
+		for _, line := range strings.Split(string(hdr), "\n") {
+			v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "Date:")
+			if !ok {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			want, err := mail.ParseDate(v)
+			if err != nil {
+				continue
+			}
+			n++
+			got := parseDate(v, func(string) {})
+			_, wantOff := want.Zone()
+			_, gotOff := got.Zone()
+			if !got.Equal(want) || gotOff != wantOff {
+				t.Errorf("%s: Date %q read as %v, net/mail reads %v", f.rel, v, got, want)
+			}
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d Date headers net/mail reads in the corpus", n)
+	}
+	t.Logf("%d Date headers agree", n)
 }
