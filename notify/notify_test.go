@@ -23,12 +23,16 @@ var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 
 func testRenderer(t *testing.T) *Renderer {
 	t.Helper()
-	r, err := NewRenderer(config.SMTP{From: "Example Support <support@example.test>", EnvelopeSender: config.NullEnvelopeSender},
-		config.Notify{Team: []string{"team@example.test"}, Urgent: []string{"oncall@example.test"}})
+	r, err := testRendererTB(t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+func testRendererTB(testing.TB) (*Renderer, error) {
+	return NewRenderer(config.SMTP{From: "Example Support <support@example.test>", EnvelopeSender: config.NullEnvelopeSender},
+		config.Notify{Team: []string{"team@example.test"}, Urgent: []string{"oncall@example.test"}})
 }
 
 func parse(t *testing.T, o *store.Outgoing) *mail.Message {

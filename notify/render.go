@@ -415,7 +415,10 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	if t == nil {
 		return nil, fmt.Errorf("no template %s.tmpl", kind)
 	}
+	// Sized for the excerpt up front: growing the buffers from nothing
+	// cost a tenth of rendering a backlog's notifications.
 	var subject, body bytes.Buffer
+	body.Grow(len(text) + 1024)
 	if err := t.ExecuteTemplate(&subject, "subject", d); err != nil {
 		return nil, err
 	}
@@ -460,6 +463,7 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 		}
 	}
 	var buf bytes.Buffer
+	buf.Grow((body.Len()+htmlBody.Len())*5/4 + 2048) // quoted-printable, the header
 	err := compose(&buf, header{
 		from: r.from, to: to, subject: subject.String(), messageID: o.MessageID,
 		inReplyTo: inReplyTo, references: refs, kind: kind, caseID: c.ID, date: now,
