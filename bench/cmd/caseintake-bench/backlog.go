@@ -135,7 +135,7 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	if err := dm.start(o.bin); err != nil {
 		return br, err
 	}
-	seen, got, werr := s.waitCountUntil(o.n, o.drainLimit, "Processed", "Quarantine")
+	seen, got, werr := dm.waitMoved(o.n, o.drainLimit)
 	drainCPU, berr := meter.stop(got)
 	cpu, cerr := dm.cpuTime()
 	hwm, herr := dm.procStatus("VmHWM")
@@ -156,6 +156,11 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	}
 	if got == 0 {
 		return br, fmt.Errorf("drain: no message processed in %v (log %s)", o.drainLimit, dm.logPath)
+	}
+	// The log's word checked against the server's: the folders hold what
+	// the daemon says it moved there.
+	if _, err := s.waitCount(got, 10*time.Second, "Processed", "Quarantine"); err != nil {
+		return br, fmt.Errorf("drain: the log says %d messages were moved: %w", got, err)
 	}
 	// A drain cut at the time limit counts what was done by then (the
 	// bytes pro rata): a rate over the first part of the backlog.
