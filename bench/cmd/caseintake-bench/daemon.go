@@ -224,21 +224,27 @@ func (nopLogger) Printf(string, ...any) {}
 func (nopLogger) Println(...any)        {}
 
 // waitMoved follows the daemon's log until want messages were moved out of
-// the intake folder (the worker's "message processed" and "message
-// quarantined" lines, which name the folder they went to) or limit has
-// passed since the daemon started. It returns the time the last of them
-// was logged and how many there were. Reading the log costs the daemon and
-// Dovecot nothing; polling the folders' STATUS every 50 ms cost Dovecot up
-// to a sixth of a core by the end of a drain (each STATUS after a MOVE
-// reads the growing folder again).
+// the intake folder or limit has passed since the daemon started (see
+// followMoves).
 func (d *daemon) waitMoved(want int, limit time.Duration) (last time.Time, n int, err error) {
-	f, err := os.Open(d.logPath)
+	return followMoves(d.logPath, d.started.Add(limit), want)
+}
+
+// followMoves follows a caseintake log at path until want messages were
+// moved out of the intake folder (the worker's "message processed" and
+// "message quarantined" lines, which name the folder they went to) or the
+// deadline passes. It returns the time the last of them was logged and how
+// many there were. Reading the log costs the daemon and Dovecot nothing;
+// polling the folders' STATUS every 50 ms cost Dovecot up to a sixth of a
+// core by the end of a drain (each STATUS after a MOVE reads the growing
+// folder again).
+func followMoves(path string, deadline time.Time, want int) (last time.Time, n int, err error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return last, 0, err
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	deadline := d.started.Add(limit)
 	var partial []byte // a line being written
 	for n < want {
 		line, err := r.ReadBytes('\n')
@@ -263,7 +269,7 @@ func (d *daemon) waitMoved(want int, limit time.Duration) (last time.Time, n int
 			Time time.Time `json:"time"`
 		}
 		if err := json.Unmarshal(line, &e); err != nil {
-			return last, n, fmt.Errorf("%s: %w: %s", d.logPath, err, line)
+			return last, n, fmt.Errorf("%s: %w: %s", path, err, line)
 		}
 		n++
 		if e.Time.After(last) {

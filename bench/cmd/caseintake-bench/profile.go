@@ -97,7 +97,8 @@ func profileDrain(o options, s *stack, res *Results) error {
 		return err
 	}
 	defer st.Close()
-	logf, err := os.Create(filepath.Join(dir, "caseintake.log"))
+	logPath := filepath.Join(dir, "caseintake.log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		return err
 	}
@@ -145,7 +146,10 @@ func profileDrain(o options, s *stack, res *Results) error {
 	go func() { notifier.Run(ctx); done <- struct{}{} }()
 	go func() { w.Run(ctx); done <- struct{}{} }()
 	start := time.Now()
-	seen, werr := s.waitCount(o.n, 20*time.Minute, "Processed", "Quarantine")
+	seen, moved, werr := followMoves(logPath, start.Add(20*time.Minute), o.n)
+	if werr == nil && moved < o.n {
+		werr = fmt.Errorf("%d of %d messages moved in 20 minutes (log %s)", moved, o.n, logPath)
+	}
 	pprof.StopCPUProfile()
 	trace.Stop()
 	runtime.ReadMemStats(&ms1)
