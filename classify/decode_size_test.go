@@ -2,6 +2,7 @@ package classify
 
 import (
 	"bytes"
+	"encoding/base64"
 	"math/rand/v2"
 	"testing"
 	"testing/iotest"
@@ -60,4 +61,64 @@ func randomInput(rng *rand.Rand, alphabet string, n int) []byte {
 		b[i] = alphabet[rng.IntN(len(alphabet))]
 	}
 	return b
+}
+
+// Attachments as mail clients write them: base64 in 76-character lines,
+// some of them carrying stray bytes a lenient decoder skips, or several
+// encoded blocks one after the other.
+func TestBase64SizeOfAttachmentsAgreesWithTheDecoder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 300 {
+		raw := make([]byte, rng.IntN(100<<10))
+		for j := range raw {
+			raw[j] = byte(rng.Uint32())
+		}
+		enc := wrapBase64(raw, 76)
+		switch i % 4 {
+		case 1: // a stray byte somewhere
+			if len(enc) > 0 {
+				enc[rng.IntN(len(enc))] = '*'
+			}
+		case 2: // two encoded blocks
+			enc = append(enc, wrapBase64(raw[:len(raw)/3], 64)...)
+		case 3: // LF line endings, spaces at line ends
+			enc = bytes.ReplaceAll(enc, []byte("\r\n"), []byte(" \n"))
+		}
+		var st b64State
+		want := int64(len(st.flush(st.feed(enc, nil))))
+		got, bad := base64Size(iotest.HalfReader(bytes.NewReader(enc)))
+		if got != want || bad != st.bad {
+			t.Fatalf("case %d (%d bytes): base64Size = %d, bad %v; the decoder gives %d bytes, bad %v", i, len(enc), got, bad, want, st.bad)
+		}
+	}
+}
+
+// wrapBase64 is raw in standard base64, in lines of n characters ending
+// in CRLF.
+func wrapBase64(raw []byte, n int) []byte {
+	enc := base64.StdEncoding.EncodeToString(raw)
+	var b bytes.Buffer
+	for len(enc) > n {
+		b.WriteString(enc[:n] + "\r\n")
+		enc = enc[n:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.Bytes()
+}
+
+// BenchmarkBase64Size measures a 200 KB attachment, the biggest the
+// backlog generator writes.
+func BenchmarkBase64Size(b *testing.B) {
+	raw := make([]byte, 150<<10+1) // padded: the encoding ends in "=="
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range raw {
+		raw[i] = byte(rng.Uint32())
+	}
+	enc := wrapBase64(raw, 76)
+	b.SetBytes(int64(len(enc)))
+	for b.Loop() {
+		if n, _ := base64Size(bytes.NewReader(enc)); n != int64(len(raw)) {
+			b.Fatalf("%d bytes, want %d", n, len(raw))
+		}
+	}
 }

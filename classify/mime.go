@@ -287,11 +287,74 @@ func (s *b64State) flush(out []byte) []byte {
 	return out
 }
 
-// measure is feed without the output: how many bytes in decodes to. It
-// counts the alphabet characters of a run in a local and settles the
-// groups only at "=" and at the end, which keeps the loop to a table
-// lookup per byte: attachments are most of a backlog's bytes.
-func (s *b64State) measure(in []byte) (n int64) {
+// b64Class sorts bytes for measureClean: 1 for the alphabet, 0 for the
+// whitespace the decoder skips quietly, 1<<8 for anything else, so that a
+// sum over eight bytes counts both kinds at once.
+var b64Class = func() [256]uint32 {
+	var t [256]uint32
+	for c := range t {
+		switch {
+		case b64Value[c] != 0xff:
+			t[c] = 1
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+		default:
+			t[c] = 1 << 8
+		}
+	}
+	return t
+}()
+
+// measure is feed without the output: how many bytes in decodes to.
+// Attachments are most of a backlog's bytes, so what precedes the first
+// "=" (the padding that ends an encoded block) is counted by measureClean
+// when it holds only the alphabet and whitespace; the rest, or a run with
+// a stray byte, takes the exact path.
+func (s *b64State) measure(in []byte) int64 {
+	end := len(in)
+	if i := bytes.IndexByte(in, '='); i >= 0 {
+		end = i
+	}
+	n, ok := s.measureClean(in[:end])
+	switch {
+	case !ok:
+		return s.measureExact(in)
+	case end < len(in):
+		return n + s.measureExact(in[end:])
+	}
+	return n
+}
+
+// measureClean is measure for a run without "=", in one pass without
+// branches. It reports false, and leaves s as it was, when the run holds
+// a byte outside the alphabet and whitespace.
+func (s *b64State) measureClean(in []byte) (int64, bool) {
+	var alpha uint64
+	var other uint32
+	rest := in
+	for len(rest) >= 8 {
+		v := b64Class[rest[0]] + b64Class[rest[1]] + b64Class[rest[2]] + b64Class[rest[3]] +
+			b64Class[rest[4]] + b64Class[rest[5]] + b64Class[rest[6]] + b64Class[rest[7]]
+		alpha += uint64(v & 0xff)
+		other |= v >> 8
+		rest = rest[8:]
+	}
+	for _, c := range rest {
+		v := b64Class[c]
+		alpha += uint64(v & 0xff)
+		other |= v >> 8
+	}
+	if other != 0 {
+		return 0, false
+	}
+	k := uint64(s.n) + alpha
+	s.n = int(k % 4)
+	return int64(k / 4 * 3), true
+}
+
+// measureExact is measure a byte at a time. It counts the alphabet
+// characters of a run in a local and settles the groups only at "=" and
+// at the end.
+func (s *b64State) measureExact(in []byte) (n int64) {
 	k := int64(s.n) // alphabet characters not yet settled into groups
 	for _, c := range in {
 		if b64Value[c] != 0xff {
