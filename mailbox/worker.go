@@ -584,10 +584,19 @@ func (w *Worker) advance(s *sess, uids []uint32, done map[uint32]bool) {
 	}
 }
 
-// scan selects the folder, resets the cursor on a new UIDVALIDITY and
-// returns the UIDs to look at (ascending, at most one batch) with their
-// metadata.
+// scan selects the folder (at the start of a cycle; from > 0 continues a
+// backlog), resets the cursor on a new UIDVALIDITY and returns the UIDs
+// to look at (ascending, at most one batch) with their metadata.
 func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, error) {
+	if from != 0 && s.mover != nil {
+		// The next batch of a backlog, in the folder still selected:
+		// selecting it again cost Dovecot a re-read of the folder a
+		// batch. A folder recreated meanwhile moves nothing wrongly: the
+		// mover selects it again and checks UIDVALIDITY before it moves
+		// a batch, and the next cycle starts with a SELECT. (Without a
+		// mover, this connection moves, and it selects first as ever.)
+		return w.search(s, from)
+	}
 	sel, err := s.c.Select(w.cfg.Folder, nil).Wait()
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("select %q: %w", w.cfg.Folder, err)
@@ -600,6 +609,12 @@ func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, er
 		s.cur = Cursor{UIDValidity: sel.UIDValidity}
 		from = 0
 	}
+	return w.search(s, from)
+}
+
+// search returns the UIDs above max(cursor, from) to look at (ascending,
+// at most one batch) with their metadata, in the folder selected.
+func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, error) {
 	above := max(s.cur.LastUID, from)
 	if above == ^uint32(0) {
 		return nil, nil, false, nil

@@ -601,6 +601,37 @@ func TestBacklogSavesCursorOncePerCycle(t *testing.T) {
 	}
 }
 
+// The batches of a backlog after the first search the folder the first
+// connection still has selected: a SELECT a batch cost Dovecot a re-read
+// of the folder each time.
+func TestBacklogSelectsOncePerCycle(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 5; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	p, cfg := startProxy(t, srv)
+	var selects, searches atomic.Int32
+	p.OnCommand = func(conn int, line string) {
+		cmd := strings.ToUpper(line)
+		switch {
+		case conn == 1 && strings.Contains(cmd, " SELECT "):
+			selects.Add(1)
+		case conn == 1 && strings.Contains(cmd, " UID SEARCH "):
+			searches.Add(1)
+		}
+	}
+	r := newWorker(t, cfg, newHandler(nil), newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5]
+	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
+		t.Fatalf("Processed = %v", got)
+	}
+	if s, q := selects.Load(), searches.Load(); s != 1 || q != 3 {
+		t.Fatalf("first connection: %d SELECTs and %d searches for 3 batches, want 1 and 3", s, q)
+	}
+}
+
 // A missing folder is retried with backoff and logged once, not on every
 // attempt; once the folder exists the worker carries on.
 func TestMissingFolderRetriedQuietly(t *testing.T) {
@@ -760,16 +791,15 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 		deliver(t, srv, "INBOX", testMessage(i, "old"))
 	}
 	p, cfg := startProxy(t, srv)
-	var selects, moverSelects atomic.Int32
+	var searches, moverSelects atomic.Int32
 	recreated := make(chan struct{})
 	p.OnCommand = func(conn int, line string) {
-		if !strings.Contains(strings.ToUpper(line), " SELECT ") {
-			return
-		}
+		cmd := strings.ToUpper(line)
 		switch {
-		case conn == 1 && selects.Add(1) == 2:
-			// After the first batch [1 2] was staged, before the next scan
-			// (on the first connection; the second moves the old batch).
+		case conn == 1 && strings.Contains(cmd, " UID SEARCH ") && searches.Add(1) == 2:
+			// After the first batch [1 2] was staged, before the search
+			// for the next (on the first connection, which keeps the
+			// folder selected for it; the second moves the old batch).
 			if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
 				panic(err)
 			}
@@ -782,7 +812,7 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 				}
 			}
 			close(recreated)
-		case conn == 2 && moverSelects.Add(1) == 2:
+		case conn == 2 && strings.Contains(cmd, " SELECT ") && moverSelects.Add(1) == 2:
 			// The second connection selects the folder again before it
 			// moves the old batch: not before the folder was recreated,
 			// or it would rightly move the old messages first.
@@ -797,8 +827,15 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 	r := newBatchWorker(t, cfg, h, cs)
 	r.w.batch = 2
 	r.start(t)
-	r.waitEvent(t, "cycle", 2)
-	processed := messages(t, srv, "Processed")
+	var processed []devmail.Stored
+	waitUntil(t, "two messages in Processed", func() bool {
+		// The first connection may wait on the old folder, which the test
+		// server never says is gone (Dovecot would disconnect it): a kick
+		// starts the next cycle, which selects the new one.
+		r.w.Kick()
+		processed, _ = srv.Messages(testUser, "Processed") // an error until the worker created it
+		return len(processed) >= 2
+	})
 	if len(processed) != 2 {
 		t.Fatalf("Processed holds %d messages, want the 2 new ones", len(processed))
 	}
