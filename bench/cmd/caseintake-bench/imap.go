@@ -285,10 +285,10 @@ func (s *stack) waitCountUntil(want int, limit time.Duration, folders ...string)
 }
 
 // commandsOnly drains folder into dest with the daemon's IMAP commands and
-// nothing else: per batch of batch messages a SELECT, UID SEARCH and
-// metadata FETCH (size, date) on one connection, the bodies fetched and
-// thrown away, then a SELECT and UID MOVE on a second connection, one
-// after the other. It is what the server alone costs a drain: the most a
+// nothing else: on one connection a SELECT, then per batch of batch
+// messages a UID SEARCH and metadata FETCH (size, date) and the bodies,
+// fetched and thrown away; then a SELECT and UID MOVE on a second
+// connection, one after the other. It is what the server alone costs a drain: the most a
 // daemon could reach with free processing and no overlap.
 func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs int, d time.Duration, err error) {
 	c, err := s.dial(sec, nil)
@@ -302,11 +302,11 @@ func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs
 	}
 	defer mv.Close()
 	start := time.Now()
+	if _, err := c.Select(folder, nil).Wait(); err != nil {
+		return msgs, 0, err
+	}
 	above := imap.UID(0)
 	for {
-		if _, err := c.Select(folder, nil).Wait(); err != nil {
-			return msgs, 0, err
-		}
 		var rest imap.UIDSet
 		rest.AddRange(above+1, 0)
 		found, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rest}, NotFlag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
