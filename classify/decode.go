@@ -462,7 +462,7 @@ const commonDateLayout = "Mon, 2 Jan 2006 15:04:05 -0700"
 
 // dateLayouts are tried after net/mail.ParseDate fails.
 var dateLayouts = []string{
-	"Mon, 2 Jan 2006 15:04:05 -0700",
+	commonDateLayout,
 	"Mon, 2 Jan 2006 15:04:05 MST",
 	"Mon, 2 Jan 2006 15:04 -0700",
 	"Mon, 2 Jan 06 15:04:05 -0700",
