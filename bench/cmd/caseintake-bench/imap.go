@@ -243,25 +243,15 @@ func (s *stack) moveAll(dest string, from ...string) error {
 }
 
 // waitCount polls folders' total message count every 50 ms until it
-// reaches want, or fails after timeout.
+// reaches want, and returns when it last saw the count grow; it fails
+// after timeout.
 func (s *stack) waitCount(want int, timeout time.Duration, folders ...string) (time.Time, error) {
-	t, got, err := s.waitCountUntil(want, timeout, folders...)
-	if err == nil && got < want {
-		err = fmt.Errorf("%d of %d messages in %v after %v", got, want, folders, timeout)
-	}
-	return t, err
-}
-
-// waitCountUntil polls folders' total message count every 50 ms until it
-// reaches want or limit passes, and returns when it last saw the count
-// grow and the count.
-func (s *stack) waitCountUntil(want int, limit time.Duration, folders ...string) (time.Time, int, error) {
 	c, err := s.dial(secPlain, nil)
 	if err != nil {
-		return time.Time{}, 0, err
+		return time.Time{}, err
 	}
 	defer c.Close()
-	deadline := time.Now().Add(limit)
+	deadline := time.Now().Add(timeout)
 	var grew time.Time
 	last := -1
 	for {
@@ -269,7 +259,7 @@ func (s *stack) waitCountUntil(want int, limit time.Duration, folders ...string)
 		for _, f := range folders {
 			n, err := count(c, f)
 			if err != nil {
-				return time.Time{}, 0, err
+				return time.Time{}, err
 			}
 			total += n
 		}
@@ -277,8 +267,11 @@ func (s *stack) waitCountUntil(want int, limit time.Duration, folders ...string)
 		if total != last {
 			grew, last = now, total
 		}
-		if total >= want || now.After(deadline) {
-			return grew, total, nil
+		if total >= want {
+			return grew, nil
+		}
+		if now.After(deadline) {
+			return grew, fmt.Errorf("%d of %d messages in %v after %v", total, want, folders, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -288,8 +281,9 @@ func (s *stack) waitCountUntil(want int, limit time.Duration, folders ...string)
 // nothing else: on one connection a SELECT, then per batch of batch
 // messages a UID SEARCH and metadata FETCH (size, date) and the bodies,
 // fetched and thrown away; then a SELECT and UID MOVE on a second
-// connection, one after the other. It is what the server alone costs a drain: the most a
-// daemon could reach with free processing and no overlap.
+// connection, one after the other. It is what the server alone costs a
+// drain: the most a daemon could reach with free processing and no
+// overlap.
 func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs int, d time.Duration, err error) {
 	c, err := s.dial(sec, nil)
 	if err != nil {
