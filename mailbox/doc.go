@@ -19,10 +19,12 @@
 //     in memory, and sends no other command until that FETCH has been read
 //     to the end. Messages larger than MaxMessageSize are not downloaded.
 //   - Batches in UID order, their bodies streamed on one connection per
-//     mailbox. While a backlog drains, a second connection moves each
-//     committed batch, after selecting the folder again and checking that
-//     its UIDVALIDITY is still the batch's; it is closed when the backlog
-//     is done, and without it the first connection moves.
+//     mailbox, committed in order, each after the one before. While a
+//     backlog drains, a second connection moves each committed batch (in
+//     the same order, while the next one commits), after selecting the
+//     folder again and checking that its UIDVALIDITY is still the batch's;
+//     it is closed when the backlog is done, and without it the first
+//     connection moves.
 //   - The cursor (UIDVALIDITY, last UID) advances only past messages that
 //     were acknowledged or quarantined (or vanished), and only contiguously:
 //     a Retry holds it below that message while later messages are still

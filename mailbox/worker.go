@@ -38,6 +38,7 @@ var (
 	errStopGrace    = errors.New("stop grace period over")
 	errBodyClosed   = errors.New("mailbox: Incoming.Body read after Handle returned")
 	errServerClosed = errors.New("connection closed by the server")
+	errPrevNotMoved = errors.New("batch not moved: moving the batch before it failed")
 )
 
 // Worker reads one configured mailbox: it hands every new message of the
@@ -233,9 +234,10 @@ type sess struct {
 	// held is set once a message of this poll cycle stayed in the folder:
 	// the cursor may not pass it, nor anything after it in the cycle.
 	held bool
-	// inFlight is the batch whose commit runs while the next one is
-	// fetched; its messages are moved once both are done.
-	inFlight *inFlight
+	// flights are the batches handed to the commit and not yet finished,
+	// oldest first: the one committing while the next downloads and,
+	// with a mover, the one before it, still being moved.
+	flights []*inFlight
 	// mover is a second connection, open while a backlog drains, that
 	// moves each committed batch while the next one downloads on c.
 	mover *mover
@@ -244,12 +246,16 @@ type sess struct {
 	noMover bool
 }
 
-// inFlight is a staged batch being committed in the background.
+// inFlight is a staged batch being committed, and with a mover moved, in
+// the background.
 type inFlight struct {
-	uids   []uint32
-	batch  []staged
-	done   map[uint32]bool // left the folder (or were gone) so far
-	result chan flightResult
+	uids      []uint32
+	batch     []staged
+	done      map[uint32]bool // left the folder (or were gone) so far
+	onMover   bool            // moved on the mover, not by finish
+	committed chan struct{}   // closed once the batch is committed
+	finished  chan struct{}   // closed once result is set
+	result    flightResult
 }
 
 // flightResult is how a batch in flight ended: its dispositions and,
@@ -388,10 +394,11 @@ type meta struct {
 
 // poll runs one step of a poll cycle: SELECT, search above max(cursor,
 // from), then one batch of what it found, fetched and staged while the
-// previous batch of the cycle (if any) commits; that one is moved once
-// both are done. It returns the highest UID it looked at and whether more
-// may be waiting above it (a full batch); the batch of a step that answers
-// more is still committing when poll returns.
+// previous batch of the cycle (if any) commits. With a mover, that one is
+// moved while this one commits; without, it is moved here once both are
+// staged and committed. It returns the highest UID it looked at and
+// whether more may be waiting above it (a full batch); the batch of a
+// step that answers more is still committing when poll returns.
 func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, more bool, err error) {
 	// This cycle sees everything that arrived so far.
 	select {
@@ -456,24 +463,47 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	if err != nil {
 		return 0, false, err
 	}
-	if err := w.finish(s); err != nil {
+	// The batch before must be committed before this one is (a reply in
+	// this one may belong to a case opened there), but with a mover it
+	// need not be moved yet: its move overlaps this commit. Older ones
+	// are done, so at most two batches are in the background.
+	if err := w.finishAllBut(s, true); err != nil {
 		return 0, false, err
 	}
-	f := &inFlight{uids: uids, batch: batch, done: done, result: make(chan flightResult, 1)}
-	s.inFlight = f
 	if more && s.mover == nil && !s.noMover {
 		s.mover = w.openMover(ctx, s)
 		s.noMover = s.mover == nil
 	}
+	f := &inFlight{uids: uids, batch: batch, done: done, onMover: s.mover != nil,
+		committed: make(chan struct{}), finished: make(chan struct{})}
+	var prev *inFlight // the batch before, maybe still moving
+	if n := len(s.flights); n > 0 {
+		prev = s.flights[n-1]
+	}
+	s.flights = append(s.flights, f)
 	// The commit outlives this step; it must end durable either way.
 	cctx := context.WithoutCancel(ctx)
 	go func(m *mover, validity uint32) {
+		defer close(f.finished)
 		r := flightResult{disps: w.commit(cctx, batch)}
-		if m != nil {
-			r.moved = true
-			r.err = w.moveOn(ctx, m, validity, batch, r.disps, done)
+		for i := range batch {
+			batch[i].val = nil // the move needs no parsed message
 		}
-		f.result <- r
+		close(f.committed)
+		if m != nil {
+			// Moves keep the order of the commits, one at a time on the
+			// mover: this batch's waits for the one before it.
+			r.moved = true
+			if prev != nil {
+				<-prev.finished
+			}
+			if prev != nil && prev.result.err != nil {
+				r.err = errPrevNotMoved
+			} else {
+				r.err = w.moveOn(ctx, m, validity, batch, r.disps, done)
+			}
+		}
+		f.result = r
 	}(s.mover, s.cur.UIDValidity)
 	if !more || ctx.Err() != nil {
 		err := w.finish(s)
@@ -544,32 +574,46 @@ func (w *Worker) closeMover(s *sess) {
 	}
 }
 
-// finish waits for the batch in flight to be committed, moves its
-// messages and advances the cursor past those that left the folder.
+// finish waits for every batch in flight to be committed and moved (on
+// this connection when it had no mover) and advances the cursor past the
+// messages that left the folder.
 func (w *Worker) finish(s *sess) error {
-	f := s.inFlight
-	if f == nil {
-		return nil
-	}
-	s.inFlight = nil
-	r := <-f.result
-	err := r.err
-	if !r.moved {
-		err = w.acknowledge(s.c, s.caps, f.batch, r.disps, f.done)
-	}
-	w.advance(s, f.uids, f.done)
-	return err
+	return w.finishAllBut(s, false)
 }
 
-// settle waits for the batch in flight without moving anything or
-// advancing the cursor (the connection is gone or going, or its UIDs are
-// void): its messages stay in the folder, and those committed are
+// finishAllBut is finish for all batches but the newest when keepMoving
+// is set and the mover moves that one: it is only waited for until it is
+// committed, and stays in flight while it is moved.
+func (w *Worker) finishAllBut(s *sess, keepMoving bool) error {
+	for len(s.flights) > 0 {
+		f := s.flights[0]
+		if keepMoving && len(s.flights) == 1 && f.onMover {
+			<-f.committed
+			return nil
+		}
+		s.flights = s.flights[1:]
+		<-f.finished
+		err := f.result.err
+		if !f.result.moved {
+			err = w.acknowledge(s.c, s.caps, f.batch, f.result.disps, f.done)
+		}
+		w.advance(s, f.uids, f.done)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle waits for the batches in flight without moving anything more or
+// advancing the cursor (the connection is gone or going, or their UIDs
+// are void): their messages stay in the folder, and those committed are
 // recognised when they are offered again.
 func (w *Worker) settle(s *sess) {
-	if f := s.inFlight; f != nil {
-		s.inFlight = nil
-		<-f.result
+	for _, f := range s.flights {
+		<-f.finished
 	}
+	s.flights = nil
 }
 
 // advance moves the cursor over uids (ascending) up to the first that is

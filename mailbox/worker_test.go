@@ -966,3 +966,57 @@ func drainBacklog(t *testing.T, srv *devmail.Server, cfg config.Mailbox, cs Curs
 	}
 	return r
 }
+
+// While the mover moves one batch of a backlog, the next one is already
+// committed: the move is the IMAP server's work, and holding the commit
+// for it left the machine idle. The moves still go one at a time, in the
+// order of the commits.
+func TestBacklogCommitsTheNextBatchWhileTheLastIsMoved(t *testing.T) {
+	srv, p, cfg := backlogBehindProxy(t)
+	var commits atomic.Int32
+	secondCommit := make(chan struct{})
+	h := &batchHandler{inbox: func() []uint32 {
+		if commits.Add(1) == 2 {
+			close(secondCommit)
+		}
+		return nil
+	}}
+	var mu sync.Mutex
+	var moves []string
+	heldUntilCommit := false
+	p.OnCommand = func(conn int, line string) {
+		upper := strings.ToUpper(line)
+		if !strings.Contains(upper, " MOVE ") {
+			return
+		}
+		mu.Lock()
+		moves = append(moves, strings.Fields(upper)[3]) // tag UID MOVE set folder
+		first := len(moves) == 1
+		mu.Unlock()
+		if first {
+			// Hold the first batch's move until the second batch commits.
+			select {
+			case <-secondCommit:
+				mu.Lock()
+				heldUntilCommit = true
+				mu.Unlock()
+			case <-time.After(waitFor):
+			}
+		}
+	}
+	r := newBatchWorker(t, cfg, h, newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3)
+	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("Processed = %v, want all six", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !heldUntilCommit {
+		t.Error("the second batch was not committed while the first was being moved")
+	}
+	if !slices.Equal(moves, []string{"1:2", "3:4", "5:6"}) {
+		t.Errorf("moved %v, want the batches one after the other in order", moves)
+	}
+}
