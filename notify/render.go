@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 	"unicode"
@@ -417,14 +418,18 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	if t == nil {
 		return nil, fmt.Errorf("no template %s.tmpl", kind)
 	}
-	// Sized for the excerpt up front: growing the buffers from nothing
-	// cost a tenth of rendering a backlog's notifications.
-	var subject, body bytes.Buffer
+	// The body is sized for the excerpt up front (growing it from nothing
+	// cost a tenth of rendering a backlog's notifications) and reused:
+	// only the composed message is kept.
+	var subject bytes.Buffer
+	body := bodyBuffers.Get().(*bytes.Buffer)
+	defer bodyBuffers.Put(body)
+	body.Reset()
 	body.Grow(len(text) + 1024)
 	if err := t.ExecuteTemplate(&subject, "subject", d); err != nil {
 		return nil, err
 	}
-	if err := t.ExecuteTemplate(&body, "body", d); err != nil {
+	if err := t.ExecuteTemplate(body, "body", d); err != nil {
 		return nil, err
 	}
 	customer := slices.Contains(customerKinds, kind)
@@ -470,13 +475,16 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 		from: r.from, to: to, subject: subject.String(), messageID: o.MessageID,
 		inReplyTo: inReplyTo, references: refs, kind: kind, caseID: c.ID, date: now,
 		autoSubmitted: autoSubmitted,
-	}, body.String(), htmlBody.String())
+	}, body.Bytes(), htmlBody.Bytes())
 	if err != nil {
 		return nil, err
 	}
 	o.Data = buf.Bytes()
 	return o, nil
 }
+
+// bodyBuffers recycles the buffers notification bodies are rendered into.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 type header struct {
 	from          *mail.Address
@@ -493,7 +501,7 @@ type header struct {
 
 // compose writes a text/plain UTF-8 message or, when html is set, a
 // multipart/alternative of the text and the HTML.
-func compose(w io.Writer, h header, body, html string) error {
+func compose(w io.Writer, h header, body, html []byte) error {
 	var mh gomail.Header
 	mh.SetDate(h.date)
 	mh.SetAddressList("From", []*gomail.Address{{Name: h.from.Name, Address: h.from.Address}})
@@ -516,7 +524,7 @@ func compose(w io.Writer, h header, body, html string) error {
 	}
 	mh.Set(NotificationHeader, h.kind)
 	mh.Set("X-Caseintake-Case", fmt.Sprint(h.caseID))
-	if html == "" {
+	if len(html) == 0 {
 		// What gomail.CreateSingleInlineWriter writes, without its two
 		// copies of the header (a tenth of rendering a notification):
 		// this header is ours to change.
@@ -527,7 +535,7 @@ func compose(w io.Writer, h header, body, html string) error {
 			return err
 		}
 		qp := quotedprintable.NewWriter(w)
-		if _, err := io.WriteString(qp, body); err != nil {
+		if _, err := qp.Write(body); err != nil {
 			return err
 		}
 		return qp.Close()
@@ -536,14 +544,17 @@ func compose(w io.Writer, h header, body, html string) error {
 	if err != nil {
 		return err
 	}
-	for _, part := range []struct{ ctype, text string }{{"text/plain", body}, {"text/html", html}} {
+	for _, part := range []struct {
+		ctype string
+		text  []byte
+	}{{"text/plain", body}, {"text/html", html}} {
 		var ph gomail.InlineHeader
 		ph.SetContentType(part.ctype, map[string]string{"charset": "utf-8"})
 		pw, err := iw.CreatePart(ph)
 		if err != nil {
 			return err
 		}
-		if _, err := io.WriteString(pw, part.text); err != nil {
+		if _, err := pw.Write(part.text); err != nil {
 			return err
 		}
 		if err := pw.Close(); err != nil {
