@@ -55,14 +55,6 @@ type Store struct {
 	pending rawPending // for SyncRaw
 }
 
-// initialMmapSize is the address space bbolt maps at first (address space
-// only: pages count towards memory once touched, as before). A file
-// growing under a smaller map is remapped at each doubling, and every
-// remap copies the writing transaction's nodes to the heap: a 10,000-
-// message backlog into a new store allocated 7 KB a message for it.
-// etcd maps 10 GB up front for the same reason.
-const initialMmapSize = 1 << 30
-
 // Open opens (or creates) the store in dataDir. A second process gets an
 // error wrapping ErrLocked within two seconds instead of waiting forever; a
 // file that is not a caseintake database, or is cut short, is refused and
@@ -76,7 +68,7 @@ func Open(dataDir string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dataDir, DBFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, InitialMmapSize: initialMmapSize})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open %s: %w (is caseintake already running with this data_dir?)", path, ErrLocked)
