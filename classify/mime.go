@@ -522,14 +522,18 @@ func newQPReader(r io.Reader) *qpReader {
 				if d.state == qpNormal {
 					// A run of bytes that decode to themselves, appended
 					// at once: most of a text body.
-					n := 0
-					for n < len(in) && qpLiteral[in[n]] {
-						n++
-					}
-					if n > 0 {
+					if n := qpLiteralRun(in); n > 0 {
 						d.emitWS()
 						d.buf = append(d.buf, in[:n]...)
 						in = in[n:]
+						continue
+					}
+					// An escape whole in this chunk, decoded at once:
+					// most of a text in a language other than English.
+					if len(in) >= 3 && in[0] == '=' && isHex(in[1]) && isHex(in[2]) {
+						d.emitWS()
+						d.buf = append(d.buf, unhex(in[1])<<4|unhex(in[2]))
+						in = in[3:]
 						continue
 					}
 				}
@@ -545,6 +549,25 @@ func newQPReader(r io.Reader) *qpReader {
 		},
 	}
 	return d
+}
+
+// qpLiteralRun is the length of the run at the start of in that decodes
+// to itself: bytes qpLiteral marks, and white space followed by one of
+// them (white space is dropped only at the end of a line, and left to
+// step when what follows it is not in this chunk).
+func qpLiteralRun(in []byte) int {
+	n := 0
+	for n < len(in) {
+		switch c := in[n]; {
+		case qpLiteral[c]:
+			n++
+		case (c == ' ' || c == '\t') && n+1 < len(in) && qpLiteral[in[n+1]]:
+			n += 2
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // qpLiteral marks the bytes that step, in qpNormal, appends as they are.
