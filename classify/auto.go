@@ -52,6 +52,11 @@ var daemonNames = map[string]bool{
 type subjectRule struct {
 	given  string // for the label
 	tokens string // words(Fold(given))
+	// prefix and inner are tokens as they are matched, made once: a
+	// subject is checked against every rule.
+	prefix string // tokens + " "
+	inner  string // " " + tokens + " "
+	nwords int    // words in tokens
 	colon  bool   // the phrase must be followed by ":" (a one-word prefix like "Auto:")
 	bounce bool
 	// anywhere allows the phrase anywhere in a subject that has no reply
@@ -74,6 +79,7 @@ func rules(list []string, bounce bool) []subjectRule {
 			r.given = strings.TrimSuffix(r.given, ":")
 		}
 		r.tokens = words(Fold(g))
+		r.prefix, r.inner, r.nwords = r.tokens+" ", " "+r.tokens+" ", len(strings.Fields(r.tokens))
 		out = append(out, r)
 	}
 	return out
@@ -118,17 +124,18 @@ func subjectSignal(subject string) (string, bool, bool) {
 	s := stripGatewayTags(subject)
 	folded := Fold(s)
 	ws := words(folded) + " "
+	padded := " " + ws
 	noReply := StripReplyPrefixes(s) == s
 	for _, r := range subjectRules {
 		if r.tokens == "" {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(ws, r.tokens+" "):
-			if r.colon && !colonAfterWords(folded, len(strings.Fields(r.tokens))) {
+		case strings.HasPrefix(ws, r.prefix):
+			if r.colon && !colonAfterWords(folded, r.nwords) {
 				continue
 			}
-		case r.anywhere && noReply && strings.Contains(" "+ws, " "+r.tokens+" "):
+		case r.anywhere && noReply && strings.Contains(padded, r.inner):
 		default:
 			continue
 		}
