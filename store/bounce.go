@@ -24,7 +24,7 @@ func (t *Tx) OutgoingByMessageID(id string) (*Outgoing, error) {
 			return err
 		}
 		if strings.Trim(o.MessageID, "<> ") == id {
-			found = &o
+			found = t.withData(&o)
 		}
 		return nil
 	})
@@ -42,5 +42,5 @@ func (t *Tx) MarkUndeliverable(o *Outgoing, rcpts []string, reason string) error
 		}
 	}
 	o.LastError = reason
-	return putJSON(t.tx.Bucket(bucketOutbox), u64(o.Seq), o)
+	return t.putOutgoing(o)
 }

@@ -25,9 +25,9 @@ type Outgoing struct {
 	Kind         string    `json:"kind"` // ack, team_new, urgent_new, reopened, ...
 	MessageID    string    `json:"message_id"`
 	Subject      string    `json:"subject"`
-	EnvelopeFrom string    `json:"envelope_from"` // "" sends the null reverse path
-	To           []string  `json:"to"`            // recipients still to deliver to
-	Data         []byte    `json:"data"`          // the whole message
+	EnvelopeFrom string    `json:"envelope_from"`  // "" sends the null reverse path
+	To           []string  `json:"to"`             // recipients still to deliver to
+	Data         []byte    `json:"data,omitempty"` // the whole message (kept apart from the row; see putOutgoing)
 	State        string    `json:"state"`
 	Attempts     int       `json:"attempts"`
 	NextAttempt  time.Time `json:"next_attempt,omitzero"` // zero: due now
@@ -48,10 +48,36 @@ func (t *Tx) Enqueue(o *Outgoing) error {
 	o.Seq = seq
 	o.State = OutboxPending
 	o.NextAttempt = time.Time{} // due at once, whatever the clock of the caller
-	if err := putJSON(b, u64(seq), o); err != nil {
+	if err := t.putOutgoing(o); err != nil {
 		return err
 	}
 	return t.tx.Bucket(bucketPending).Put(u64(seq), nil)
+}
+
+// putOutgoing writes row o: its JSON without the message, which goes to
+// bucketOutboxData under the same key the first time (it never changes).
+// A delivery attempt rewrites the row, not the message, and the message
+// is not base64 in the JSON. A row from a schema 1 store, message inside,
+// moves it out the first time it is written.
+func (t *Tx) putOutgoing(o *Outgoing) error {
+	key := u64(o.Seq)
+	if data := t.tx.Bucket(bucketOutboxData); data.Get(key) == nil {
+		if err := data.Put(key, o.Data); err != nil {
+			return err
+		}
+	}
+	row := *o
+	row.Data = nil
+	return putJSON(t.tx.Bucket(bucketOutbox), key, &row)
+}
+
+// withData fills in o.Data from bucketOutboxData (a schema 1 row has it
+// already).
+func (t *Tx) withData(o *Outgoing) *Outgoing {
+	if o.Data == nil {
+		o.Data = bytes.Clone(t.tx.Bucket(bucketOutboxData).Get(u64(o.Seq)))
+	}
+	return o
 }
 
 // DueOutbox returns up to limit pending notifications whose next attempt is
@@ -76,7 +102,7 @@ func (s *Store) DueOutbox(now time.Time, limit int) (due []*Outgoing, next time.
 			} else if !ok {
 				continue
 			}
-			due = append(due, &o)
+			due = append(due, t.withData(&o))
 		}
 		return nil
 	})
@@ -174,7 +200,7 @@ func (s *Store) RecordDelivery(seq uint64, d Delivery, now time.Time) error {
 			}
 			o.NextAttempt = d.NextRetry
 		}
-		if err := putJSON(out, u64(seq), &o); err != nil {
+		if err := t.putOutgoing(&o); err != nil {
 			return err
 		}
 		if o.State != OutboxPending {
@@ -208,7 +234,7 @@ func (s *Store) Outbox(caseID uint64) ([]*Outgoing, error) {
 				return err
 			}
 			if o.CaseID == caseID {
-				out = append(out, &o)
+				out = append(out, t.withData(&o))
 			}
 			return nil
 		})

@@ -27,14 +27,19 @@ var (
 	bucketTrace      = []byte("trace")          // Message-ID 0x00 seq -> "" (every record, for trace)
 	bucketByUID      = []byte("by_uid")         // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
 	bucketCursors    = []byte("imap_cursor")    // mailbox name -> Cursor JSON
-	bucketOutbox     = []byte("outbox")         // seq -> Outgoing JSON
+	bucketOutbox     = []byte("outbox")         // seq -> Outgoing JSON (without the message since schema 2)
+	bucketOutboxData = []byte("outbox_data")    // seq -> the Outgoing's whole message, as sent
 	bucketPending    = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
 	bucketAckHistory = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
 	allBuckets       = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
-		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketPending, bucketAckHistory}
+		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory}
 )
 
-const schemaVersion = 1
+// schemaVersion 2 keeps a notification's message in bucketOutboxData, not
+// base64 in its JSON row. A version 1 store is read as it is (its rows
+// still carry their message) and marked 2, so that an older caseintake,
+// which would send new rows empty, refuses it.
+const schemaVersion = 2
 
 // DBFile is the database's name inside data_dir.
 const DBFile = "caseintake.db"
@@ -86,8 +91,13 @@ func Open(dataDir string) (*Store, error) {
 		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get([]byte("schema_version")); v != nil {
-			if got := binary.BigEndian.Uint64(v); got != schemaVersion {
-				return fmt.Errorf("schema version %d, this caseintake understands %d", got, schemaVersion)
+			switch got := binary.BigEndian.Uint64(v); {
+			case got > schemaVersion:
+				return fmt.Errorf("schema version %d, this caseintake understands up to %d: it was written by a newer caseintake; run that one, or restore a backup taken before the upgrade", got, schemaVersion)
+			case got < schemaVersion:
+				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {
+					return err
+				}
 			}
 		} else if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {
 			return err

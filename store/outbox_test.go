@@ -1,0 +1,132 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// rawRow is the outbox row of seq as stored, and its message.
+func rawRow(t *testing.T, s *Store, seq uint64) (row, data []byte) {
+	t.Helper()
+	err := s.db.View(func(tx *bolt.Tx) error {
+		row = bytes.Clone(tx.Bucket(bucketOutbox).Get(u64(seq)))
+		data = bytes.Clone(tx.Bucket(bucketOutboxData).Get(u64(seq)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row, data
+}
+
+// A notification's message is stored once, apart from its row: a
+// delivery attempt rewrites the row, not the message, and the message is
+// not base64 inside the row's JSON. Readers get it back whole.
+func TestOutboxMessageKeptApartFromItsRow(t *testing.T) {
+	s := openTest(t)
+	msg := []byte("Subject: [Case #1] New case\r\n\r\nGrüße, Köln\r\n")
+	if err := s.Update(func(tx *Tx) error {
+		return tx.Enqueue(&Outgoing{CaseID: 1, Kind: "team_new", To: []string{"t@example.com"}, Data: msg, CreatedAt: t0})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	row, data := rawRow(t, s, 1)
+	if strings.Contains(string(row), `"data"`) || !bytes.Equal(data, msg) {
+		t.Fatalf("row %s with message %q: want the row without it and the message as it is", row, data)
+	}
+	due, _, err := s.DueOutbox(t0, 10)
+	if err != nil || len(due) != 1 || !bytes.Equal(due[0].Data, msg) {
+		t.Fatalf("due = %+v, %v: want the row with its message", due, err)
+	}
+	if err := s.RecordDelivery(1, Delivery{Retry: errors.New("452 try later"), NextRetry: t0.Add(time.Minute)}, t0); err != nil {
+		t.Fatal(err)
+	}
+	row, data = rawRow(t, s, 1)
+	if strings.Contains(string(row), `"data"`) || !bytes.Equal(data, msg) || !strings.Contains(string(row), `"attempts":1`) {
+		t.Fatalf("after an attempt: row %s, message %q", row, data)
+	}
+	rows, err := s.Outbox(1)
+	if err != nil || len(rows) != 1 || !bytes.Equal(rows[0].Data, msg) {
+		t.Fatalf("Outbox(1) = %+v, %v", rows, err)
+	}
+}
+
+// A schema 1 store (messages base64 inside the rows) opens as schema 2:
+// its pending notification is sent with its message, and the first write
+// of the row moves the message out of it.
+func TestSchema1StoreUpgradesAndItsRowsKeepTheirMessage(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("Subject: old row\r\n\r\nbody\r\n")
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(1)); err != nil {
+			return err
+		}
+		old := &Outgoing{Seq: 7, CaseID: 1, Kind: "ack", To: []string{"c@example.com"}, Data: msg, State: OutboxPending, CreatedAt: t0}
+		if err := putJSON(tx.Bucket(bucketOutbox), u64(7), old); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketPending).Put(u64(7), nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatalf("open a schema 1 store: %v", err)
+	}
+	defer s.Close()
+	var version uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get([]byte("schema_version")))
+		return nil
+	})
+	if version != schemaVersion {
+		t.Fatalf("schema version %d after opening, want %d", version, schemaVersion)
+	}
+	due, _, err := s.DueOutbox(t0, 10)
+	if err != nil || len(due) != 1 || !bytes.Equal(due[0].Data, msg) {
+		t.Fatalf("due = %+v, %v: want the old row with its message", due, err)
+	}
+	if err := s.RecordDelivery(7, Delivery{Accepted: []string{"c@example.com"}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	row, data := rawRow(t, s, 7)
+	if strings.Contains(string(row), `"data"`) || !bytes.Equal(data, msg) {
+		t.Fatalf("old row after delivery: %s, message %q; want the message moved out of the row", row, data)
+	}
+}
+
+// A store written by a newer caseintake is refused with what to do, not
+// misread.
+func TestNewerSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(schemaVersion+1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(dir)
+	if err == nil {
+		s.Close()
+		t.Fatal("a store of a newer schema opened")
+	}
+	if !strings.Contains(err.Error(), "written by a newer caseintake") {
+		t.Fatalf("error %q does not say a newer caseintake wrote it", err)
+	}
+}
