@@ -423,7 +423,11 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	// only the composed message is kept.
 	var subject bytes.Buffer
 	body := bodyBuffers.Get().(*bytes.Buffer)
-	defer bodyBuffers.Put(body)
+	defer func() {
+		if body.Cap() <= maxPooledBody { // an agent's long reply is not kept
+			bodyBuffers.Put(body)
+		}
+	}()
 	body.Reset()
 	body.Grow(len(text) + 1024)
 	if err := t.ExecuteTemplate(&subject, "subject", d); err != nil {
@@ -483,8 +487,11 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	return o, nil
 }
 
-// bodyBuffers recycles the buffers notification bodies are rendered into.
+// bodyBuffers recycles the buffers notification bodies are rendered into,
+// up to maxPooledBody each.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 64 << 10
 
 type header struct {
 	from          *mail.Address
