@@ -24,10 +24,14 @@ const (
 	defaultBackoffMin = time.Second
 	defaultBackoffMax = 5 * time.Minute
 	defaultStopGrace  = 10 * time.Second
-	// defaultBatch bounds the UIDs taken per poll cycle, so that the
-	// metadata fetch stays small; a full batch is followed at once by the
-	// next one.
+	// defaultBatch bounds the UIDs taken per poll cycle; a full batch is
+	// followed at once by the next one.
 	defaultBatch = 500
+	// lookaheadBatches is how many batches' metadata one search fetches:
+	// the batches of a backlog after the first are taken from it without
+	// a round trip (a SEARCH and a FETCH a batch held up the download),
+	// and it stays small (a few hundred KB).
+	lookaheadBatches = 10
 	// defaultBatchBytes bounds a batch by the size of its messages (one
 	// message more than that still makes a batch of one).
 	defaultBatchBytes = 32 << 20
@@ -244,6 +248,12 @@ type sess struct {
 	// noMover is set once opening the mover failed: this session does
 	// without it rather than dial (and warn) again for every batch.
 	noMover bool
+	// ahead holds the UIDs the last search found (ascending) and not yet
+	// taken into a batch, with their metadata; aheadMore is set when the
+	// search found more than it looked ahead.
+	ahead     []uint32
+	aheadMeta map[uint32]meta
+	aheadMore bool
 }
 
 // inFlight is a staged batch being committed, and with a mover moved, in
@@ -392,9 +402,10 @@ type meta struct {
 	date      time.Time
 }
 
-// poll runs one step of a poll cycle: SELECT, search above max(cursor,
-// from), then one batch of what it found, fetched and staged while the
-// previous batch of the cycle (if any) commits. With a mover, that one is
+// poll runs one step of a poll cycle: at its start a SELECT and a search
+// above the cursor, then one batch of what the search found (searching
+// again above from where it looked no further), fetched and staged while
+// the previous batch of the cycle (if any) commits. With a mover, that one is
 // moved while this one commits; without, it is moved here once both are
 // staged and committed. It returns the highest UID it looked at and
 // whether more may be waiting above it (a full batch); the batch of a
@@ -630,34 +641,43 @@ func (w *Worker) advance(s *sess, uids []uint32, done map[uint32]bool) {
 
 // scan selects the folder (at the start of a cycle; from > 0 continues a
 // backlog), resets the cursor on a new UIDVALIDITY and returns the UIDs
-// to look at (ascending, at most one batch) with their metadata.
+// to look at (ascending, at most one batch) with their metadata, taken
+// from the last search while it lasts.
 func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, error) {
-	if from != 0 && s.mover != nil {
-		// The next batch of a backlog, in the folder still selected:
-		// selecting it again cost Dovecot a re-read of the folder a
-		// batch. A folder recreated meanwhile moves nothing wrongly: the
-		// mover selects it again and checks UIDVALIDITY before it moves
-		// a batch, and the next cycle starts with a SELECT. (Without a
-		// mover, this connection moves, and it selects first as ever.)
-		return w.search(s, from)
-	}
-	sel, err := s.c.Select(w.cfg.Folder, nil).Wait()
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("select %q: %w", w.cfg.Folder, err)
-	}
-	if sel.UIDValidity != s.cur.UIDValidity {
-		if s.cur.UIDValidity != 0 {
-			w.log.Warn("UIDVALIDITY changed: stored UIDs are void, reading the folder from the start",
-				"old_uidvalidity", s.cur.UIDValidity, "new_uidvalidity", sel.UIDValidity, "old_last_uid", s.cur.LastUID)
+	// The next batch of a backlog with a mover is in the folder still
+	// selected: selecting it again cost Dovecot a re-read of the folder a
+	// batch. A folder recreated meanwhile moves nothing wrongly: the mover
+	// selects it again and checks UIDVALIDITY before it moves a batch, and
+	// the next cycle starts with a SELECT. (Without a mover, this
+	// connection moves, and it selects first as ever.)
+	if from == 0 || s.mover == nil {
+		sel, err := s.c.Select(w.cfg.Folder, nil).Wait()
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("select %q: %w", w.cfg.Folder, err)
 		}
-		s.cur = Cursor{UIDValidity: sel.UIDValidity}
-		from = 0
+		if sel.UIDValidity != s.cur.UIDValidity {
+			if s.cur.UIDValidity != 0 {
+				w.log.Warn("UIDVALIDITY changed: stored UIDs are void, reading the folder from the start",
+					"old_uidvalidity", s.cur.UIDValidity, "new_uidvalidity", sel.UIDValidity, "old_last_uid", s.cur.LastUID)
+			}
+			s.cur = Cursor{UIDValidity: sel.UIDValidity}
+			from = 0
+		}
+	}
+	if from == 0 {
+		s.ahead, s.aheadMeta = nil, nil
+	}
+	if len(s.ahead) > 0 {
+		metas := s.aheadMeta
+		uids, more := w.takeBatch(s)
+		return uids, metas, more, nil
 	}
 	return w.search(s, from)
 }
 
-// search returns the UIDs above max(cursor, from) to look at (ascending,
-// at most one batch) with their metadata, in the folder selected.
+// search finds the UIDs above max(cursor, from) in the folder selected
+// and fetches the metadata of up to lookaheadBatches batches of them into
+// s.ahead; it returns the first batch taken from there.
 func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, error) {
 	above := max(s.cur.LastUID, from)
 	if above == ^uint32(0) {
@@ -690,8 +710,8 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 	slices.Sort(uids)
 	uids = slices.Compact(uids)
 	more := false
-	if len(uids) > w.batch {
-		uids, more = uids[:w.batch], true
+	if n := lookaheadBatches * w.batch; len(uids) > n {
+		uids, more = uids[:n], true
 	}
 	if len(uids) == 0 {
 		return nil, nil, false, nil
@@ -735,18 +755,33 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 			}
 		}
 	}
-	// A batch's parsed messages stay in memory until it is committed (and
-	// the next batch's meanwhile): bound it by bytes as well as by count.
+	s.ahead, s.aheadMeta, s.aheadMore = uids, metas, more
+	uids, more = w.takeBatch(s)
+	return uids, metas, more, nil
+}
+
+// takeBatch takes the next batch off s.ahead and reports whether more
+// may follow it. A batch's parsed messages stay in memory until it is
+// committed (and the next batch's meanwhile): it is bounded by bytes as
+// well as by count.
+func (w *Worker) takeBatch(s *sess) ([]uint32, bool) {
+	n := min(len(s.ahead), w.batch)
 	var total int64
-	for i, u := range uids {
-		if m, ok := metas[u]; ok && !(w.cfg.MaxMessageSize > 0 && m.size > w.cfg.MaxMessageSize) {
+	for i, u := range s.ahead[:n] {
+		if m, ok := s.aheadMeta[u]; ok && !(w.cfg.MaxMessageSize > 0 && m.size > w.cfg.MaxMessageSize) {
 			if total += m.size; total > w.batchBytes && i > 0 {
-				uids, more = uids[:i], true
+				n = i
 				break
 			}
 		}
 	}
-	return uids, metas, more, nil
+	uids := s.ahead[:n:n]
+	s.ahead = s.ahead[n:]
+	more := len(s.ahead) > 0 || s.aheadMore
+	if len(s.ahead) == 0 {
+		s.ahead, s.aheadMeta = nil, nil
+	}
+	return uids, more
 }
 
 // messageContext is the context for the batch in hand. It is detached

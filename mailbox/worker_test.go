@@ -601,12 +601,47 @@ func TestBacklogSavesCursorOncePerCycle(t *testing.T) {
 	}
 }
 
-// The batches of a backlog after the first search the folder the first
-// connection still has selected: a SELECT a batch cost Dovecot a re-read
-// of the folder each time.
-func TestBacklogSelectsOncePerCycle(t *testing.T) {
+// A backlog's cycle selects and searches the folder once, and fetches
+// the metadata of the batches it looks ahead to at once: a SELECT a
+// batch cost Dovecot a re-read of the folder each time, and the round
+// trips of a search and a fetch a batch held up the download.
+func TestBacklogSelectsAndSearchesOncePerCycle(t *testing.T) {
 	srv := startServer(t, devmail.Options{})
 	for i := 1; i <= 5; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	p, cfg := startProxy(t, srv)
+	var selects, searches, metaFetches atomic.Int32
+	p.OnCommand = func(conn int, line string) {
+		cmd := strings.ToUpper(line)
+		switch {
+		case conn == 1 && strings.Contains(cmd, " SELECT "):
+			selects.Add(1)
+		case conn == 1 && strings.Contains(cmd, " UID SEARCH "):
+			searches.Add(1)
+		case conn == 1 && strings.Contains(cmd, " UID FETCH ") && strings.Contains(cmd, "RFC822.SIZE"):
+			metaFetches.Add(1)
+		}
+	}
+	r := newWorker(t, cfg, newHandler(nil), newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5]
+	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
+		t.Fatalf("Processed = %v", got)
+	}
+	if s, q, m := selects.Load(), searches.Load(), metaFetches.Load(); s != 1 || q != 1 || m != 1 {
+		t.Fatalf("first connection: %d SELECTs, %d searches and %d metadata fetches for 3 batches, want 1 of each", s, q, m)
+	}
+}
+
+// A backlog longer than one search looks ahead to is searched again where
+// the look-ahead ends, within the cycle, and every message is handled in
+// order, a batch at a time.
+func TestBacklogBeyondTheLookaheadSearchesAgain(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	const n = 2*lookaheadBatches + 5 // batches of two: 10 batches looked ahead, then 3
+	for i := 1; i <= n; i++ {
 		deliver(t, srv, "INBOX", testMessage(i, "x"))
 	}
 	p, cfg := startProxy(t, srv)
@@ -620,15 +655,28 @@ func TestBacklogSelectsOncePerCycle(t *testing.T) {
 			searches.Add(1)
 		}
 	}
-	r := newWorker(t, cfg, newHandler(nil), newCursors())
+	h := &batchHandler{inbox: func() []uint32 { return nil }}
+	r := newBatchWorker(t, cfg, h, newCursors())
 	r.w.batch = 2
 	r.start(t)
-	r.waitEvent(t, "cycle", 3) // [1 2] [3 4] [5]
-	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
-		t.Fatalf("Processed = %v", got)
+	r.waitEvent(t, "cycle", lookaheadBatches+3)
+	var want []uint32
+	for i := 1; i <= n; i++ {
+		want = append(want, uint32(i))
 	}
-	if s, q := selects.Load(), searches.Load(); s != 1 || q != 3 {
-		t.Fatalf("first connection: %d SELECTs and %d searches for 3 batches, want 1 and 3", s, q)
+	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, want) {
+		t.Fatalf("Processed = %v, want %v", got, want)
+	}
+	h.mu.Lock()
+	commits := h.commits
+	h.mu.Unlock()
+	for i, b := range commits {
+		if len(b) == 0 || len(b) > 2 || (i > 0 && b[0] <= commits[i-1][len(commits[i-1])-1]) {
+			t.Fatalf("committed batches %v: want at most two UIDs each, in ascending order", commits)
+		}
+	}
+	if s, q := selects.Load(), searches.Load(); s != 1 || q != 2 {
+		t.Fatalf("first connection: %d SELECTs and %d searches for %d messages, want 1 and 2", s, q, n)
 	}
 }
 
@@ -791,14 +839,14 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 		deliver(t, srv, "INBOX", testMessage(i, "old"))
 	}
 	p, cfg := startProxy(t, srv)
-	var searches, moverSelects atomic.Int32
+	var bodyFetches, moverSelects atomic.Int32
 	recreated := make(chan struct{})
 	p.OnCommand = func(conn int, line string) {
 		cmd := strings.ToUpper(line)
 		switch {
-		case conn == 1 && strings.Contains(cmd, " UID SEARCH ") && searches.Add(1) == 2:
-			// After the first batch [1 2] was staged, before the search
-			// for the next (on the first connection, which keeps the
+		case conn == 1 && strings.Contains(cmd, "BODY.PEEK[]") && bodyFetches.Add(1) == 2:
+			// After the first batch [1 2] was staged, before the download
+			// of the next (on the first connection, which keeps the
 			// folder selected for it; the second moves the old batch).
 			if err := srv.DeleteFolder(testUser, "INBOX"); err != nil {
 				panic(err)
