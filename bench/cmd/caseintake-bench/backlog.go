@@ -181,7 +181,7 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	if meter, err = startCPU(s); err != nil {
 		return br, err
 	}
-	n, d, err := s.commandsOnly(sec, "INBOX", "Processed", 500)
+	n, d, err := s.commandsOnly(sec, "INBOX", "Processed", 500, 10)
 	if err != nil {
 		return br, fmt.Errorf("IMAP commands only: %w", err)
 	}

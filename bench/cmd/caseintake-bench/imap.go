@@ -278,13 +278,13 @@ func (s *stack) waitCount(want int, timeout time.Duration, folders ...string) (t
 }
 
 // commandsOnly drains folder into dest with the daemon's IMAP commands and
-// nothing else: on one connection a SELECT, then per batch of batch
-// messages a UID SEARCH and metadata FETCH (size, date) and the bodies,
-// fetched and thrown away; then a SELECT and UID MOVE on a second
-// connection, one after the other. It is what the server alone costs a
+// nothing else: on one connection a SELECT, then per lookahead batches
+// of batch messages a UID SEARCH and a metadata FETCH (size, date), and
+// per batch the bodies, fetched and thrown away; then a SELECT and UID
+// MOVE on a second connection, one after the other. It is what the server alone costs a
 // drain: the most a daemon could reach with free processing and no
 // overlap.
-func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs int, d time.Duration, err error) {
+func (s *stack) commandsOnly(sec security, folder, dest string, batch, lookahead int) (msgs int, d time.Duration, err error) {
 	c, err := s.dial(sec, nil)
 	if err != nil {
 		return 0, 0, err
@@ -300,26 +300,30 @@ func (s *stack) commandsOnly(sec security, folder, dest string, batch int) (msgs
 		return msgs, 0, err
 	}
 	above := imap.UID(0)
+	var ahead []imap.UID
 	for {
-		var rest imap.UIDSet
-		rest.AddRange(above+1, 0)
-		found, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rest}, NotFlag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
-		if err != nil {
-			return msgs, 0, err
-		}
-		var uids []imap.UID
-		for _, u := range found.AllUIDs() {
-			if u > above && len(uids) < batch {
-				uids = append(uids, u)
+		if len(ahead) == 0 {
+			var rest imap.UIDSet
+			rest.AddRange(above+1, 0)
+			found, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{rest}, NotFlag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+			if err != nil {
+				return msgs, 0, err
+			}
+			for _, u := range found.AllUIDs() {
+				if u > above && len(ahead) < lookahead*batch {
+					ahead = append(ahead, u)
+				}
+			}
+			if len(ahead) == 0 {
+				return msgs, time.Since(start), nil
+			}
+			if _, err := c.Fetch(imap.UIDSetNum(ahead...), &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect(); err != nil {
+				return msgs, 0, err
 			}
 		}
-		if len(uids) == 0 {
-			return msgs, time.Since(start), nil
-		}
+		uids := ahead[:min(batch, len(ahead))]
+		ahead = ahead[len(uids):]
 		set := imap.UIDSetNum(uids...)
-		if _, err := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true}).Collect(); err != nil {
-			return msgs, 0, err
-		}
 		if _, _, err := discardBodies(c, set); err != nil {
 			return msgs, 0, err
 		}
