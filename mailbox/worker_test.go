@@ -611,18 +611,7 @@ func TestBacklogSelectsAndSearchesOncePerCycle(t *testing.T) {
 		deliver(t, srv, "INBOX", testMessage(i, "x"))
 	}
 	p, cfg := startProxy(t, srv)
-	var selects, searches, metaFetches atomic.Int32
-	p.OnCommand = func(conn int, line string) {
-		cmd := strings.ToUpper(line)
-		switch {
-		case conn == 1 && strings.Contains(cmd, " SELECT "):
-			selects.Add(1)
-		case conn == 1 && strings.Contains(cmd, " UID SEARCH "):
-			searches.Add(1)
-		case conn == 1 && strings.Contains(cmd, " UID FETCH ") && strings.Contains(cmd, "RFC822.SIZE"):
-			metaFetches.Add(1)
-		}
-	}
+	scans := countScans(p)
 	r := newWorker(t, cfg, newHandler(nil), newCursors())
 	r.w.batch = 2
 	r.start(t)
@@ -630,7 +619,7 @@ func TestBacklogSelectsAndSearchesOncePerCycle(t *testing.T) {
 	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
 		t.Fatalf("Processed = %v", got)
 	}
-	if s, q, m := selects.Load(), searches.Load(), metaFetches.Load(); s != 1 || q != 1 || m != 1 {
+	if s, q, m := scans.selects.Load(), scans.searches.Load(), scans.metaFetches.Load(); s != 1 || q != 1 || m != 1 {
 		t.Fatalf("first connection: %d SELECTs, %d searches and %d metadata fetches for 3 batches, want 1 of each", s, q, m)
 	}
 }
@@ -645,16 +634,7 @@ func TestBacklogBeyondTheLookaheadSearchesAgain(t *testing.T) {
 		deliver(t, srv, "INBOX", testMessage(i, "x"))
 	}
 	p, cfg := startProxy(t, srv)
-	var selects, searches atomic.Int32
-	p.OnCommand = func(conn int, line string) {
-		cmd := strings.ToUpper(line)
-		switch {
-		case conn == 1 && strings.Contains(cmd, " SELECT "):
-			selects.Add(1)
-		case conn == 1 && strings.Contains(cmd, " UID SEARCH "):
-			searches.Add(1)
-		}
-	}
+	scans := countScans(p)
 	h := &batchHandler{inbox: func() []uint32 { return nil }}
 	r := newBatchWorker(t, cfg, h, newCursors())
 	r.w.batch = 2
@@ -675,9 +655,32 @@ func TestBacklogBeyondTheLookaheadSearchesAgain(t *testing.T) {
 			t.Fatalf("committed batches %v: want at most two UIDs each, in ascending order", commits)
 		}
 	}
-	if s, q := selects.Load(), searches.Load(); s != 1 || q != 2 {
-		t.Fatalf("first connection: %d SELECTs and %d searches for %d messages, want 1 and 2", s, q, n)
+	if s, q, m := scans.selects.Load(), scans.searches.Load(), scans.metaFetches.Load(); s != 1 || q != 2 || m != 2 {
+		t.Fatalf("first connection: %d SELECTs, %d searches and %d metadata fetches for %d messages, want 1, 2 and 2", s, q, m, n)
 	}
+}
+
+// scanCounts counts the first connection's commands that find the
+// messages to fetch.
+type scanCounts struct{ selects, searches, metaFetches atomic.Int32 }
+
+// countScans sets p's OnCommand to count the first connection's SELECTs,
+// UID SEARCHes and metadata (size and date) FETCHes.
+func countScans(p *devmail.FaultProxy) *scanCounts {
+	var c scanCounts
+	p.OnCommand = func(conn int, line string) {
+		cmd := strings.ToUpper(line)
+		switch {
+		case conn != 1:
+		case strings.Contains(cmd, " SELECT "):
+			c.selects.Add(1)
+		case strings.Contains(cmd, " UID SEARCH "):
+			c.searches.Add(1)
+		case strings.Contains(cmd, " UID FETCH ") && strings.Contains(cmd, "RFC822.SIZE"):
+			c.metaFetches.Add(1)
+		}
+	}
+	return &c
 }
 
 // A missing folder is retried with backoff and logged once, not on every
