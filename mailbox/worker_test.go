@@ -926,8 +926,9 @@ func TestBatchBoundedByBytes(t *testing.T) {
 	}
 }
 
-// While a backlog drains, each committed batch is moved on a second
-// connection, so that the next batch downloads meanwhile on the first;
+// While a backlog drains, committed batches are moved on a second
+// connection (two at a time), so that the next batch downloads meanwhile
+// on the first;
 // once the backlog is done that connection is closed, and a message that
 // arrives alone is moved on the first as before.
 func TestBacklogMovesOnASecondConnection(t *testing.T) {
@@ -947,8 +948,8 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 	cs := newCursors()
 	r := drainBacklog(t, srv, cfg, cs)
 	mu.Lock()
-	if !slices.Equal(bodies, []int{1, 1, 1}) || !slices.Equal(moves, []int{2, 2, 2}) {
-		t.Errorf("bodies fetched on connections %v, moved on %v; want the three batches fetched on 1 and moved on 2", bodies, moves)
+	if !slices.Equal(bodies, []int{1, 1, 1}) || !slices.Equal(moves, []int{2, 2}) {
+		t.Errorf("bodies fetched on connections %v, moved on %v; want the three batches fetched on 1 and moved on 2 (the first two in one MOVE)", bodies, moves)
 	}
 	moves = nil
 	mu.Unlock()
@@ -960,6 +961,51 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(moves, []int{1}) || p.Accepted() != 2 {
 		t.Errorf("a lone message moved on connections %v with %d connections accepted; want it moved on the first, and no third connection", moves, p.Accepted())
+	}
+}
+
+// A batch waiting to be moved with the next one is moved alone when the
+// next one fails (here the first connection breaks in its download): it
+// is committed, and leaving it in the folder would only make the next
+// session offer it again.
+func TestBacklogBatchWaitingForTheNextMovesAloneWhenTheNextFails(t *testing.T) {
+	srv, p, cfg := backlogBehindProxy(t)
+	var bodyFetches atomic.Int32
+	var mu sync.Mutex
+	var moves []string // connection and UID set of each MOVE
+	p.OnCommand = func(conn int, line string) {
+		upper := strings.ToUpper(line)
+		switch {
+		case conn == 1 && strings.Contains(upper, "BODY.PEEK[]") && bodyFetches.Add(1) == 2:
+			p.Arm(devmail.DropMidFetch, 1) // batch [3 4]
+		case strings.Contains(upper, " MOVE "):
+			mu.Lock()
+			moves = append(moves, fmt.Sprintf("%d:%s", conn, strings.Fields(upper)[3]))
+			mu.Unlock()
+		}
+	}
+	h := &batchHandler{inbox: func() []uint32 { return nil }}
+	r := newBatchWorker(t, cfg, h, newCursors())
+	r.w.batch = 2
+	r.start(t)
+	waitInjected(t, p, devmail.DropMidFetch, 1)
+	waitUntil(t, "all six messages in Processed", func() bool {
+		return len(messages(t, srv, "Processed")) == 6
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	// Connections: 1 and its mover 2, then 3 and its mover 4.
+	if !slices.Equal(moves, []string{"2:1:2", "4:3:6"}) {
+		t.Errorf("MOVEs (connection:set) %v; want 1:2 alone on the first mover, then 3:6 on the second", moves)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var committed []uint32
+	for _, b := range h.commits {
+		committed = append(committed, b...)
+	}
+	if !slices.Equal(committed, []uint32{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("committed %v, want each message once, in order", committed)
 	}
 }
 
@@ -1018,17 +1064,18 @@ func drainBacklog(t *testing.T, srv *devmail.Server, cfg config.Mailbox, cs Curs
 	return r
 }
 
-// While the mover moves one batch of a backlog, the next one is already
+// While the mover moves batches of a backlog, the next one is already
 // committed: the move is the IMAP server's work, and holding the commit
-// for it left the machine idle. The moves still go one at a time, in the
-// order of the commits.
+// for it left the machine idle. A batch waits to be moved together with
+// the next (one MOVE for two batches costs the server less), and the
+// moves still go one at a time, in the order of the commits.
 func TestBacklogCommitsTheNextBatchWhileTheLastIsMoved(t *testing.T) {
 	srv, p, cfg := backlogBehindProxy(t)
 	var commits atomic.Int32
-	secondCommit := make(chan struct{})
+	thirdCommit := make(chan struct{})
 	h := &batchHandler{inbox: func() []uint32 {
-		if commits.Add(1) == 2 {
-			close(secondCommit)
+		if commits.Add(1) == 3 {
+			close(thirdCommit)
 		}
 		return nil
 	}}
@@ -1045,9 +1092,9 @@ func TestBacklogCommitsTheNextBatchWhileTheLastIsMoved(t *testing.T) {
 		first := len(moves) == 1
 		mu.Unlock()
 		if first {
-			// Hold the first batch's move until the second batch commits.
+			// Hold the first two batches' move until the third commits.
 			select {
-			case <-secondCommit:
+			case <-thirdCommit:
 				mu.Lock()
 				heldUntilCommit = true
 				mu.Unlock()
@@ -1065,9 +1112,9 @@ func TestBacklogCommitsTheNextBatchWhileTheLastIsMoved(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if !heldUntilCommit {
-		t.Error("the second batch was not committed while the first was being moved")
+		t.Error("the third batch was not committed while the first two were being moved")
 	}
-	if !slices.Equal(moves, []string{"1:2", "3:4", "5:6"}) {
-		t.Errorf("moved %v, want the batches one after the other in order", moves)
+	if !slices.Equal(moves, []string{"1:4", "5:6"}) {
+		t.Errorf("moved %v, want the first two batches together, then the last, in order", moves)
 	}
 }
