@@ -270,8 +270,8 @@ type inFlight struct {
 	// A batch on the mover with a next one coming is deferred: it waits
 	// to be moved together with that one, its carrier. A MOVE costs
 	// Dovecot a part of its own besides each message's (it rewrites the
-	// folder's index): a fifth of its CPU for moving a backlog in MOVEs
-	// of 500 goes when they are of 1,000. deferred and carrier belong to
+	// folder's index): about a quarter of its CPU for moving a backlog in
+	// MOVEs of 500 goes when they are of 1,000. deferred and carrier belong to
 	// poll's goroutine. The batch's goroutine, once the batch is committed
 	// and the moves before it are done, sets result and prevErr and closes
 	// ready; then the carrier moves it and closes carried, or, when none
@@ -427,11 +427,12 @@ type meta struct {
 }
 
 // poll runs one step of a poll cycle: at its start a SELECT and a search
-// above the cursor, then one batch of what the search found (searching
-// again above from where it looked no further), fetched and staged while
-// the previous batch of the cycle (if any) commits. With a mover, that one is
-// moved while this one commits; without, it is moved here once both are
-// staged and committed. It returns the highest UID it looked at and
+// above the cursor, then one batch of what the search found (a backlog
+// longer than it looked ahead is searched again where it stopped),
+// fetched and staged while the previous batch of the cycle (if any)
+// commits. With a mover, that one is moved while this one commits (or
+// with it, when it waits to be carried); without, it is moved here once
+// both are staged and committed. It returns the highest UID it looked at and
 // whether more may be waiting above it (a full batch); the batch of a
 // step that answers more is still committing when poll returns.
 func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, more bool, err error) {
