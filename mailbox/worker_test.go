@@ -895,12 +895,17 @@ func TestUIDValidityChangeWhileABatchCommitsMovesNothingOfIt(t *testing.T) {
 			t.Errorf("Processed holds %q, which no commit of the new folder covered", m.Raw)
 		}
 	}
+	// The worker logs a move once the server has answered it.
 	var moved []string
-	for _, rec := range r.log.records(t) {
-		if rec["msg"] == "message processed" {
-			moved = append(moved, fmt.Sprint(rec["message_id"]))
+	waitUntil(t, "two moves logged", func() bool {
+		moved = nil
+		for _, rec := range r.log.records(t) {
+			if rec["msg"] == "message processed" {
+				moved = append(moved, fmt.Sprint(rec["message_id"]))
+			}
 		}
-	}
+		return len(moved) >= 2
+	})
 	if !slices.Equal(moved, []string{"m5@customer.example", "m6@customer.example"}) {
 		t.Errorf("moved as processed: %v; want only the new folder's m5 and m6 (the old batch's UIDs are void)", moved)
 	}
