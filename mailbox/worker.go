@@ -517,10 +517,16 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	if n := len(s.flights); n > 0 {
 		prev = s.flights[n-1]
 	}
-	carries := prev != nil && prev.deferred
-	if carries {
+	carries := prev != nil && prev.deferred && more
+	switch {
+	case prev != nil && prev.deferred && !carries:
+		// The backlog's last batch: the one before moves now, beside this
+		// commit, and this one alone after it, rather than both after it
+		// (the end of a backlog waits for its last move).
+		prev.release()
+	case carries:
 		prev.carrier = f
-	} else if f.onMover && more && ctx.Err() == nil {
+	case f.onMover && more && ctx.Err() == nil:
 		f.deferred = true
 		f.ready, f.carried, f.alone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	}

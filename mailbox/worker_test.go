@@ -969,6 +969,38 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 	}
 }
 
+// Batches are moved two at a time, but the backlog's last batch does not
+// carry the one before: that one moves while the last commits, and the
+// backlog ends with the move of the last batch alone.
+func TestBacklogLastBatchMovesAloneAfterTheOneBefore(t *testing.T) {
+	srv := startServer(t, devmail.Options{})
+	for i := 1; i <= 8; i++ {
+		deliver(t, srv, "INBOX", testMessage(i, "x"))
+	}
+	p, cfg := startProxy(t, srv)
+	var mu sync.Mutex
+	var moves []string
+	p.OnCommand = func(conn int, line string) {
+		if upper := strings.ToUpper(line); strings.Contains(upper, " MOVE ") {
+			mu.Lock()
+			moves = append(moves, strings.Fields(upper)[3]) // tag UID MOVE set folder
+			mu.Unlock()
+		}
+	}
+	r := newBatchWorker(t, cfg, &batchHandler{inbox: func() []uint32 { return nil }}, newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 4)
+	if got := len(messages(t, srv, "Processed")); got != 8 {
+		t.Fatalf("Processed holds %d messages, want 8", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(moves, []string{"1:4", "5:6", "7:8"}) {
+		t.Errorf("moved %v; want the first two batches together, then the third and the last alone", moves)
+	}
+}
+
 // A batch waiting to be moved with the next one is moved alone when the
 // next one fails (here the first connection breaks in its download): it
 // is committed, and leaving it in the folder would only make the next
@@ -1000,8 +1032,10 @@ func TestBacklogBatchWaitingForTheNextMovesAloneWhenTheNextFails(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	// Connections: 1 and its mover 2, then 3 and its mover 4.
-	if !slices.Equal(moves, []string{"2:1:2", "4:3:6"}) {
-		t.Errorf("MOVEs (connection:set) %v; want 1:2 alone on the first mover, then 3:6 on the second", moves)
+	// After the reconnect, [3 4] is the last batch but one of a backlog of
+	// two: each moves alone.
+	if !slices.Equal(moves, []string{"2:1:2", "4:3:4", "4:5:6"}) {
+		t.Errorf("MOVEs (connection:set) %v; want 1:2 alone on the first mover, then 3:4 and 5:6 on the second", moves)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
