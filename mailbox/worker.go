@@ -271,13 +271,15 @@ type inFlight struct {
 	// to be moved together with that one, its carrier. A MOVE costs
 	// Dovecot a part of its own besides each message's (it rewrites the
 	// folder's index): about a quarter of its CPU for moving a backlog in
-	// MOVEs of 500 goes when they are of 1,000. deferred and carrier belong to
-	// poll's goroutine. The batch's goroutine, once the batch is committed
-	// and the moves before it are done, sets result and prevErr and closes
-	// ready; then the carrier moves it and closes carried, or, when none
-	// will come, poll closes alone (release) and it moves alone.
+	// MOVEs of 500 goes when they are of 1,000. deferred, carrier and
+	// released belong to poll's goroutine. The batch's goroutine, once the
+	// batch is committed and the moves before it are done, sets result
+	// and prevErr and closes ready; then the carrier moves it and closes
+	// carried, or, when none will come, poll closes alone (release) and it
+	// moves alone.
 	deferred bool
 	carrier  *inFlight
+	released bool
 	prevErr  error
 	ready    chan struct{}
 	carried  chan struct{}
@@ -286,8 +288,8 @@ type inFlight struct {
 
 // release lets a deferred batch that no next batch will carry move alone.
 func (f *inFlight) release() {
-	if f.deferred && f.carrier == nil {
-		f.carrier = f // released once
+	if f.deferred && f.carrier == nil && !f.released {
+		f.released = true
 		close(f.alone)
 	}
 }
