@@ -520,11 +520,7 @@ func TestHandlerPanicQuarantines(t *testing.T) {
 
 // A message expunged by someone else between SEARCH and FETCH is skipped.
 func TestVanishedMessageSkipped(t *testing.T) {
-	srv := startServer(t, devmail.Options{})
-	for i := 1; i <= 3; i++ {
-		deliver(t, srv, "INBOX", testMessage(i, "x"))
-	}
-	p, cfg := startProxy(t, srv)
+	srv, p, cfg := backlogBehindProxy(t, 3)
 	var once sync.Once
 	p.OnCommand = func(_ int, line string) {
 		if strings.Contains(line, "BODY.PEEK[]") { // another client expunges UID 2 after our SEARCH
@@ -606,11 +602,7 @@ func TestBacklogSavesCursorOncePerCycle(t *testing.T) {
 // batch cost Dovecot a re-read of the folder each time, and the round
 // trips of a search and a fetch a batch held up the download.
 func TestBacklogSelectsAndSearchesOncePerCycle(t *testing.T) {
-	srv := startServer(t, devmail.Options{})
-	for i := 1; i <= 5; i++ {
-		deliver(t, srv, "INBOX", testMessage(i, "x"))
-	}
-	p, cfg := startProxy(t, srv)
+	srv, p, cfg := backlogBehindProxy(t, 5)
 	scans := countScans(p)
 	r := newWorker(t, cfg, newHandler(nil), newCursors())
 	r.w.batch = 2
@@ -937,7 +929,7 @@ func TestBatchBoundedByBytes(t *testing.T) {
 // once the backlog is done that connection is closed, and a message that
 // arrives alone is moved on the first as before.
 func TestBacklogMovesOnASecondConnection(t *testing.T) {
-	srv, p, cfg := backlogBehindProxy(t)
+	srv, p, cfg := backlogBehindProxy(t, 6)
 	var mu sync.Mutex
 	var moves, bodies []int // connection of each MOVE, of each body FETCH
 	p.OnCommand = func(conn int, line string) {
@@ -973,11 +965,7 @@ func TestBacklogMovesOnASecondConnection(t *testing.T) {
 // carry the one before: that one moves while the last commits, and the
 // backlog ends with the move of the last batch alone.
 func TestBacklogLastBatchMovesAloneAfterTheOneBefore(t *testing.T) {
-	srv := startServer(t, devmail.Options{})
-	for i := 1; i <= 8; i++ {
-		deliver(t, srv, "INBOX", testMessage(i, "x"))
-	}
-	p, cfg := startProxy(t, srv)
+	srv, p, cfg := backlogBehindProxy(t, 8)
 	var mu sync.Mutex
 	var moves []string
 	p.OnCommand = func(conn int, line string) {
@@ -1006,7 +994,7 @@ func TestBacklogLastBatchMovesAloneAfterTheOneBefore(t *testing.T) {
 // is committed, and leaving it in the folder would only make the next
 // session offer it again.
 func TestBacklogBatchWaitingForTheNextMovesAloneWhenTheNextFails(t *testing.T) {
-	srv, p, cfg := backlogBehindProxy(t)
+	srv, p, cfg := backlogBehindProxy(t, 6)
 	var bodyFetches atomic.Int32
 	var mu sync.Mutex
 	var moves []string // connection and UID set of each MOVE
@@ -1051,7 +1039,7 @@ func TestBacklogBatchWaitingForTheNextMovesAloneWhenTheNextFails(t *testing.T) {
 // A server that refuses a second connection gets the moves on the first,
 // and one warning for the backlog, not a new attempt for every batch.
 func TestBacklogWithoutASecondConnectionMovesOnTheFirst(t *testing.T) {
-	srv, p, cfg := backlogBehindProxy(t)
+	srv, p, cfg := backlogBehindProxy(t, 6)
 	var once sync.Once
 	var mu sync.Mutex
 	var moves []int
@@ -1077,12 +1065,13 @@ func TestBacklogWithoutASecondConnectionMovesOnTheFirst(t *testing.T) {
 	}
 }
 
-// backlogBehindProxy delivers a backlog of six messages and puts the fault
-// proxy in front of the server; set its OnCommand before drainBacklog.
-func backlogBehindProxy(t *testing.T) (*devmail.Server, *devmail.FaultProxy, config.Mailbox) {
+// backlogBehindProxy delivers a backlog of n messages (UIDs 1 to n) and
+// puts the fault proxy in front of the server; set its OnCommand before
+// the worker starts (drainBacklog takes six).
+func backlogBehindProxy(t *testing.T, n int) (*devmail.Server, *devmail.FaultProxy, config.Mailbox) {
 	t.Helper()
 	srv := startServer(t, devmail.Options{})
-	for i := 1; i <= 6; i++ {
+	for i := 1; i <= n; i++ {
 		deliver(t, srv, "INBOX", testMessage(i, "x"))
 	}
 	p, cfg := startProxy(t, srv)
@@ -1109,7 +1098,7 @@ func drainBacklog(t *testing.T, srv *devmail.Server, cfg config.Mailbox, cs Curs
 // the next (one MOVE for two batches costs the server less), and the
 // moves still go one at a time, in the order of the commits.
 func TestBacklogCommitsTheNextBatchWhileTheLastIsMoved(t *testing.T) {
-	srv, p, cfg := backlogBehindProxy(t)
+	srv, p, cfg := backlogBehindProxy(t, 6)
 	var commits atomic.Int32
 	thirdCommit := make(chan struct{})
 	h := &batchHandler{inbox: func() []uint32 {
