@@ -175,7 +175,8 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 				defer func() { <-p.parsing }()
 				defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
 				if p.stageRawBytes(st, buf.Bytes()) {
-					p.parsedFrom(st, in, bytes.NewReader(buf.Bytes()), func() string { return store.ContentKeyOf(buf.Bytes()) })
+					p.parsedFrom(st, in, func() io.Reader { return bytes.NewReader(buf.Bytes()) },
+						func() string { return store.ContentKeyOf(buf.Bytes()) })
 				}
 			}()
 			return st
@@ -203,7 +204,8 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		}
 		defer f.Close()
 		// A message in a file of its own is stored under its content key.
-		p.parsedFrom(st, in, f, func() string { return st.base.RawRef })
+		p.parsedFrom(st, in, func() io.Reader { return io.NewSectionReader(f, 0, st.base.Size) },
+			func() string { return st.base.RawRef })
 	}()
 	return st
 }
@@ -242,11 +244,13 @@ func (p *Pipeline) cannotStore(st *staged, err error) {
 	st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
 }
 
-// parsedFrom parses the message's bytes r and fills in what they say.
-// contentKey is called for the key of a message without a Message-ID.
-func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader, contentKey func() string) {
+// parsedFrom parses the message's bytes (each call of raw reads them from
+// the start: they may not be in the raw store until it syncs) and fills in
+// what they say. contentKey is called for the key of a message without a
+// Message-ID.
+func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, raw func() io.Reader, contentKey func() string) {
 	ref := st.base.RawRef
-	msg, perr := p.parseFrom(r)
+	msg, perr := p.parseFrom(raw())
 	defer func() {
 		st.log = p.log.With("mailbox", in.Mailbox, "uid", in.UID, "message_id", st.base.MessageID, "raw", ref)
 	}()
@@ -254,7 +258,7 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, r io.Reader, con
 		st.base.MessageKey = contentKey()
 		if msg != nil && msg.MessageID != "" {
 			st.base.MessageID, st.base.MessageKey = msg.MessageID, msg.MessageID
-		} else if m := p.lenientHeader(ref); m != nil {
+		} else if m := lenientHeaderOf(raw()); m != nil {
 			// classify could not read the header; the Message-ID a lenient
 			// reader finds still names the message in the record and the
 			// log (the key stays the content's, as for a message without).

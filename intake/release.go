@@ -232,7 +232,12 @@ func (p *Pipeline) lenientHeader(ref string) *classify.Message {
 		return nil
 	}
 	defer f.Close()
-	m, err := mail.ReadMessage(io.LimitReader(f, salvageHeaderLimit))
+	return lenientHeaderOf(f)
+}
+
+// lenientHeaderOf is lenientHeader for the message's bytes r.
+func lenientHeaderOf(r io.Reader) *classify.Message {
+	m, err := mail.ReadMessage(io.LimitReader(r, salvageHeaderLimit))
 	if err != nil {
 		return nil
 	}

@@ -5,10 +5,11 @@
 // file named by its SHA-256 when it was streamed ("sha256:<hex>").
 //
 // Invariants:
-//   - Raw bytes are written and made durable (SyncRaw: an fdatasync of the
-//     pack a batch went to, and of the directories that got new entries)
-//     before any transaction refers to them. Packs and files are only ever
-//     added to, never rewritten.
+//   - Raw bytes are written and made durable (SyncRaw: the pack's last
+//     chunk written, an fdatasync of the pack a batch went to, and of the
+//     directories that got new entries) before any transaction refers to
+//     them; a reference opens only after that. Packs and files are only
+//     ever added to, never rewritten.
 //   - A case, its indexes (status, Message-ID), the decision record of the
 //     message that changed it and the outbox rows announcing the change are
 //     written in one transaction: all or nothing.

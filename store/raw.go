@@ -73,24 +73,21 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 
 // StageRawBytes is StageRaw for a message held in memory: it appends the
 // bytes to the current pack (see pack.go) and returns a reference to where
-// they lie. As with StageRaw, they are durable only after SyncRaw. The
-// reference names no content: hashing every message cost more CPU than
-// writing it, and only a message without a Message-ID needs its content
-// key (ContentKeyOf). Writing the same bytes twice stores them twice.
+// they lie. They reach the file once their chunk is full, or at SyncRaw:
+// the reference can be opened, and is durable, only after SyncRaw, which
+// reports a failed write. The reference names no content: hashing every
+// message cost more CPU than writing it, and only a message without a
+// Message-ID needs its content key (ContentKeyOf). Writing the same bytes
+// twice stores them twice.
 func (s *Store) StageRawBytes(b []byte) (ref string, err error) {
-	p, off, err := s.packs.reserve(int64(len(b)))
+	p, off, full, err := s.packs.add(b)
 	if err != nil {
 		return "", err
 	}
-	_, err = p.f.WriteAt(b, off)
-	if err == nil {
-		s.pending.addPack(p) // before Done: see packs.sync
-		s.packs.written(p, off+int64(len(b)))
+	for _, w := range full {
+		s.packs.write(w.p, w.c)
 	}
-	p.writers.Done()
-	if err != nil {
-		return "", fmt.Errorf("raw store: write pack %s: %w", p.id, err)
-	}
+	s.pending.addPack(p)
 	return packRef{id: p.id, off: off, size: int64(len(b))}.String(), nil
 }
 

@@ -494,6 +494,9 @@ func TestPackedMessagesReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.SyncRaw(); err != nil {
+		t.Fatal(err)
+	}
 	want[last] = []byte("after the restart")
 	if len(want) != 201 {
 		t.Fatalf("%d distinct references for 201 messages", len(want))
@@ -535,15 +538,23 @@ func TestPackedMessagesReadBack(t *testing.T) {
 func TestOpenRawRefusesBadReferences(t *testing.T) {
 	s := openTest(t)
 	ref, err := s.StageRawBytes([]byte("Subject: x\r\n\r\nbody\r\n"))
+	if err == nil {
+		err = s.SyncRaw()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	pr, _ := parsePackRef(ref)
+	fi, err := os.Stat(filepath.Join(s.Dir(), rawDir, packDir, pr.id+".pack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := fi.Size() - pr.off // the pack ends in padding after the message
 	for _, bad := range []string{
 		"sha256:../../etc/passwd",
 		strings.Replace(ref, pr.id, "../../../etc", 1),
 		strings.Replace(ref, pr.id, strings.Repeat("0", 16), 1),
-		packRef{id: pr.id, off: pr.off, size: pr.size + 1}.String(),
+		packRef{id: pr.id, off: pr.off, size: end + 1}.String(),
 		fmt.Sprintf("%s%s:-1:%d", PackPrefix, pr.id, pr.size),
 	} {
 		if r, err := s.OpenRaw(bad); err == nil {
@@ -551,7 +562,7 @@ func TestOpenRawRefusesBadReferences(t *testing.T) {
 			t.Errorf("OpenRaw(%q) succeeded", bad)
 		}
 	}
-	short := packRef{id: pr.id, off: pr.off, size: pr.size + 100}.String()
+	short := packRef{id: pr.id, off: pr.off, size: end + 100}.String()
 	if _, err := s.OpenRaw(short); err == nil || !strings.Contains(err.Error(), "truncated") {
 		t.Errorf("OpenRaw past the end of the pack: %v, want it called truncated", err)
 	}
@@ -564,6 +575,9 @@ func TestOlderPackReferencesStillOpen(t *testing.T) {
 	s := openTest(t)
 	msg := []byte("Subject: old\r\n\r\nstored by the build before\r\n")
 	ref, err := s.StageRawBytes(msg)
+	if err == nil {
+		err = s.SyncRaw()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,36 +662,151 @@ func openPacks(t *testing.T) int {
 	return n
 }
 
-// Writes to a pack are handed to the disk as they pile up, not all at
-// SyncRaw: once writebackChunk bytes were written, they are under
-// writeback or clean long before the kernel's own 30 s writeback would
-// take them, with no SyncRaw called.
-func TestPackWritebackStartsBeforeSyncRaw(t *testing.T) {
+// A pack's chunks are written as they fill, not all at SyncRaw: the
+// bytes of a backlog batch reach the file while it downloads.
+func TestPackChunksReachTheFileBeforeSyncRaw(t *testing.T) {
 	s := openTest(t)
-	msg := bytes.Repeat([]byte("x"), 1<<20)
-	n := writebackChunk/len(msg) + 1
-	for range n {
+	msg := bytes.Repeat([]byte("x"), 100<<10)
+	for range 2*chunkSize/len(msg) + 1 {
 		if _, err := s.StageRawBytes(msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := s.packs.cur
-	r := unix.CachestatRange{Off: 0, Len: writebackChunk}
-	var st unix.Cachestat_t
-	if err := unix.Cachestat(uint(p.f.Fd()), &r, &st, 0); err != nil {
-		t.Skipf("cannot tell dirty pages without cachestat (Linux 6.5 or later): %v", err)
+	fi, err := s.packs.cur.f.Stat()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st.Dirty+st.Writeback+st.Evicted+st.Cache == 0 {
-		t.Skipf("%s keeps no page cache (tmpfs?): nothing to observe", s.Dir())
+	if fi.Size() != 2*chunkSize {
+		t.Fatalf("the pack file holds %d bytes before SyncRaw, want the two full chunks, %d", fi.Size(), 2*chunkSize)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st.Dirty > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of the first %d MB's pages still dirty 10 s after %d MB were written: writeback was not started", st.Dirty, writebackChunk>>20, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-		if err := unix.Cachestat(uint(p.f.Fd()), &r, &st, 0); err != nil {
+}
+
+// Where the file system takes O_DIRECT, a pack's bytes go to the disk past
+// the page cache: none of them is cached, dirty or not, once written.
+func TestPackWritesBypassThePageCache(t *testing.T) {
+	s := openTest(t)
+	msg := bytes.Repeat([]byte("y"), 300<<10)
+	for range 4 {
+		if _, err := s.StageRawBytes(msg); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := s.SyncRaw(); err != nil {
+		t.Fatal(err)
+	}
+	p := s.packs.cur
+	if !takesDirect(t, s.Dir()) {
+		t.Skipf("the file system of %s refuses O_DIRECT: packs are written through the page cache", s.Dir())
+	}
+	if !p.direct.Load() {
+		t.Fatal("the pack is written through the page cache on a file system that takes O_DIRECT")
+	}
+	r := unix.CachestatRange{Off: 0, Len: 4 * 300 << 10}
+	var st unix.Cachestat_t
+	if err := unix.Cachestat(uint(p.f.Fd()), &r, &st, 0); err != nil {
+		t.Skipf("cannot tell cached pages without cachestat (Linux 6.5 or later): %v", err)
+	}
+	if st.Cache+st.Dirty+st.Writeback != 0 {
+		t.Fatalf("after direct writes the page cache holds %d pages of the pack (%d dirty, %d under writeback), want none",
+			st.Cache, st.Dirty, st.Writeback)
+	}
+}
+
+// A direct write the file system refuses for its alignment is done through
+// the page cache instead, and so is every write to that pack after it.
+func TestPackRefusedDirectWriteGoesThroughThePageCache(t *testing.T) {
+	s := openTest(t)
+	if _, err := s.StageRawBytes([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	p := s.packs.cur
+	if !p.direct.Load() {
+		t.Skipf("the file system of %s refuses O_DIRECT", s.Dir())
+	}
+	// 100 bytes at an unaligned address: a length and memory no direct
+	// write takes.
+	c := &chunk{buf: append(make([]byte, 1, 101), bytes.Repeat([]byte("z"), 100)...)[1:], off: 3 * directAlign, n: 100}
+	s.packs.mu.Lock()
+	s.packs.startWrite(p, c)
+	s.packs.mu.Unlock()
+	s.packs.write(p, c)
+	if p.direct.Load() {
+		t.Skipf("the file system of %s took an unaligned direct write", s.Dir())
+	}
+	if p.werr != nil || p.retired {
+		t.Fatalf("the write failed (%v) or retired the pack (%v), want it written through the page cache", p.werr, p.retired)
+	}
+	got := make([]byte, 100)
+	if f, err := os.Open(p.f.Name()); err != nil {
+		t.Fatal(err)
+	} else if _, err := f.ReadAt(got, 3*directAlign); err != nil || !bytes.Equal(got, bytes.Repeat([]byte("z"), 100)) {
+		t.Fatalf("read back %q (%v)", got, err)
+	}
+	ref, err := s.StageRawBytes([]byte("after the fallback"))
+	if err == nil {
+		err = s.SyncRaw()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readRef(t, s, ref); got != "after the fallback" {
+		t.Fatalf("%s reads %q", ref, got)
+	}
+}
+
+// SyncRaw writes the chunk being filled padded to a block boundary, and the
+// next message starts on that boundary: a synced block is never written
+// again.
+func TestSyncRawPadsThePackToTheNextBlock(t *testing.T) {
+	s := openTest(t)
+	first, err := s.StageRawBytes([]byte("first message"))
+	if err == nil {
+		err = s.SyncRaw()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.StageRawBytes([]byte("second message"))
+	if err == nil {
+		err = s.SyncRaw()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, _ := parsePackRef(second); pr.off != directAlign {
+		t.Fatalf("the message after a sync starts at %d, want %d", pr.off, directAlign)
+	}
+	if fi, err := s.packs.cur.f.Stat(); err != nil || fi.Size() != 2*directAlign {
+		t.Fatalf("pack size after two syncs: %v (%v), want %d", fi.Size(), err, 2*directAlign)
+	}
+	if a, b := readRef(t, s, first), readRef(t, s, second); a != "first message" || b != "second message" {
+		t.Fatalf("read back %q and %q", a, b)
+	}
+}
+
+// takesDirect reports whether files in dir open with O_DIRECT.
+func takesDirect(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "direct-probe"), os.O_WRONLY|os.O_CREATE|unix.O_DIRECT, 0o600)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return true
+}
+
+// readRef reads the raw bytes under ref.
+func readRef(t *testing.T, s *Store, ref string) string {
+	t.Helper()
+	r, err := s.OpenRaw(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
