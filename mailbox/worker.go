@@ -245,6 +245,10 @@ type sess struct {
 	// mover is a second connection, open while a backlog drains, that
 	// moves each committed batch while the next one downloads on c.
 	mover *mover
+	// opening delivers the mover being opened (nil if that failed): it
+	// is opened as soon as a search finds a backlog, beside the first
+	// batch's download.
+	opening chan *mover
 	// noMover is set once opening the mover failed: this session does
 	// without it rather than dial (and warn) again for every batch.
 	noMover bool
@@ -481,6 +485,10 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 		w.settle(s)
 		w.closeMover(s)
 	}
+	if more && s.mover == nil && !s.noMover && s.opening == nil {
+		s.opening = make(chan *mover, 1)
+		go func(validity uint32) { s.opening <- w.openMover(ctx, validity) }(s.cur.UIDValidity)
+	}
 
 	bctx, release := w.messageContext(ctx)
 	defer release()
@@ -510,7 +518,8 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 		return 0, false, err
 	}
 	if more && s.mover == nil && !s.noMover {
-		s.mover = w.openMover(ctx, s)
+		s.mover = <-s.opening
+		s.opening = nil
 		s.noMover = s.mover == nil
 	}
 	f := &inFlight{uids: uids, batch: batch, done: done, onMover: s.mover != nil,
@@ -596,9 +605,10 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 
 // openMover opens the second connection for a backlog and selects the
 // folder on it: moving a batch on c held up the next batch's download.
-// Without it (the server refused the connection, or the folder changed
-// under it), c moves as before for the rest of the session.
-func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
+// Without it (the server refused the connection, or the folder's
+// UIDVALIDITY is no longer validity), c moves as before for the rest of
+// the session.
+func (w *Worker) openMover(ctx context.Context, validity uint32) *mover {
 	mctx, cancel := context.WithTimeoutCause(ctx, w.stepTimeout, errStepDeadline)
 	defer cancel()
 	c, caps, err := dial(mctx, w.cfg.IMAP, nil)
@@ -614,7 +624,7 @@ func (w *Worker) openMover(ctx context.Context, s *sess) *mover {
 	switch {
 	case err != nil:
 		w.log.Warn("cannot select the folder on a second connection; moving on the first", "folder", w.cfg.Folder, "err", err)
-	case sel.UIDValidity != s.cur.UIDValidity:
+	case sel.UIDValidity != validity:
 		// The next scan on the first connection sees the change too.
 		w.log.Info("folder changed (UIDVALIDITY) while opening a second connection; moving on the first", "folder", w.cfg.Folder)
 	default:
@@ -668,8 +678,16 @@ func (w *Worker) moveTogether(ctx context.Context, m *mover, validity uint32, fl
 	return err
 }
 
-// closeMover closes the mover's connection, if one is open.
+// closeMover closes the mover's connection, if one is open or opening.
 func (w *Worker) closeMover(s *sess) {
+	if s.opening != nil {
+		go func(opening chan *mover) {
+			if m := <-opening; m != nil {
+				m.c.Close()
+			}
+		}(s.opening)
+		s.opening = nil
+	}
 	if s.mover != nil {
 		s.mover.c.Close()
 		s.mover = nil

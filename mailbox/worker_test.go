@@ -1092,6 +1092,40 @@ func drainBacklog(t *testing.T, srv *devmail.Server, cfg config.Mailbox, cs Curs
 	return r
 }
 
+// A backlog's second connection is opened as soon as the search finds
+// the backlog, beside the first batch's download: opened after it, its
+// LOGIN and SELECT held up the drain's first commit (~40 ms on the bench).
+func TestBacklogOpensTheMoverBesideTheFirstDownload(t *testing.T) {
+	srv, p, cfg := backlogBehindProxy(t, 6)
+	moverSelected := make(chan struct{})
+	var once sync.Once
+	var heldUntilSelected atomic.Bool
+	p.OnCommand = func(conn int, line string) {
+		upper := strings.ToUpper(line)
+		switch {
+		case conn == 2 && strings.Contains(upper, " SELECT "):
+			once.Do(func() { close(moverSelected) })
+		case conn == 1 && strings.Contains(upper, "BODY.PEEK[]"):
+			// The first batch's bodies wait for the second connection.
+			select {
+			case <-moverSelected:
+				heldUntilSelected.Store(true)
+			case <-time.After(waitFor):
+			}
+		}
+	}
+	r := newBatchWorker(t, cfg, &batchHandler{inbox: func() []uint32 { return nil }}, newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 3)
+	if got := len(messages(t, srv, "Processed")); got != 6 {
+		t.Fatalf("Processed holds %d messages, want 6", got)
+	}
+	if !heldUntilSelected.Load() {
+		t.Error("the second connection selected the folder only after the first batch's download")
+	}
+}
+
 // While the mover moves batches of a backlog, the next one is already
 // committed: the move is the IMAP server's work, and holding the commit
 // for it left the machine idle. A batch waits to be moved together with
