@@ -754,6 +754,34 @@ func TestPackRefusedDirectWriteGoesThroughThePageCache(t *testing.T) {
 	}
 }
 
+// A chunk write that fails (here: the pack's descriptor closed under it)
+// fails the next SyncRaw with the pack's name, so no transaction refers to
+// bytes that never reached the disk, and the next message goes to a new
+// pack.
+func TestFailedChunkWriteFailsSyncRaw(t *testing.T) {
+	s := openTest(t)
+	if _, err := s.StageRawBytes([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	p := s.packs.cur
+	p.f.Close()
+	big := bytes.Repeat([]byte("w"), chunkSize) // fills the chunk: written at once
+	if _, err := s.StageRawBytes(big); err != nil {
+		t.Fatalf("StageRawBytes reported the write: %v (its error belongs to SyncRaw)", err)
+	}
+	err := s.SyncRaw()
+	if err == nil || !strings.Contains(err.Error(), p.id) || !strings.Contains(err.Error(), "write") {
+		t.Fatalf("SyncRaw after a failed write: %v, want the write's error naming pack %s", err, p.id)
+	}
+	ref, err := s.StageRawBytes([]byte("after the failure"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, _ := parsePackRef(ref); pr.id == p.id {
+		t.Fatalf("a message went to pack %s after a write to it failed", p.id)
+	}
+}
+
 // SyncRaw writes the chunk being filled padded to a block boundary, and the
 // next message starts on that boundary: a synced block is never written
 // again.
