@@ -287,23 +287,29 @@ func (ps *packs) sync(p *pack) error {
 		ps.mu.Unlock()
 		return nil
 	}
-	if c := ps.detach(p); c != nil {
-		ps.mu.Unlock()
-		ps.write(p, c)
-		ps.mu.Lock()
-	}
+	// Only a pack retired before this sync began may be closed by it: a
+	// rollover that retires it later writes the pack's last chunk
+	// (filled after this began) and makes it pending for the next sync,
+	// which closes it.
+	retired := p.retired
+	c := ps.detach(p)
 	// Chunks filled from now on are the next sync's; those being written
 	// were filled before this one began.
 	var waits []chan struct{}
-	for c := range p.writing {
-		waits = append(waits, c.done)
+	for w := range p.writing {
+		if w != c {
+			waits = append(waits, w.done)
+		}
 	}
 	ps.mu.Unlock()
+	if c != nil {
+		ps.write(p, c)
+	}
 	for _, w := range waits {
 		<-w
 	}
 	ps.mu.Lock()
-	err, retired := p.werr, p.retired
+	err := p.werr
 	p.werr = nil
 	ps.mu.Unlock()
 	if err == nil {
@@ -316,8 +322,8 @@ func (ps *packs) sync(p *pack) error {
 		return err
 	}
 	if retired {
-		// Nothing is copied into a retired pack: its last writes were
-		// waited for above.
+		// Nothing is copied into a pack retired before this began: its
+		// last writes were waited for above.
 		ps.mu.Lock()
 		p.closed = true
 		ps.mu.Unlock()

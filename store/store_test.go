@@ -754,6 +754,41 @@ func TestPackRefusedDirectWriteGoesThroughThePageCache(t *testing.T) {
 	}
 }
 
+// Helpers that each stage a message and sync, as batches do, while others
+// roll packs over: every message whose SyncRaw succeeded reads back whole.
+func TestConcurrentStageAndSyncAcrossRollovers(t *testing.T) {
+	s := openTest(t)
+	s.packs.limit = 6 << 10 // a rollover every few messages
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 150 {
+				b := bytes.Repeat([]byte{byte('a' + g)}, 500+i*13%2000)
+				ref, err := s.StageRawBytes(b)
+				if err == nil {
+					err = s.SyncRaw()
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r, err := s.OpenRaw(ref)
+				if err != nil {
+					t.Errorf("%s after its SyncRaw: %v", ref, err)
+					return
+				}
+				got, err := io.ReadAll(r)
+				r.Close()
+				if err != nil || !bytes.Equal(got, b) {
+					t.Errorf("%s after its SyncRaw reads %d bytes (%v), want %d", ref, len(got), err, len(b))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // A chunk write that fails (here: the pack's descriptor closed under it)
 // fails the next SyncRaw with the pack's name, so no transaction refers to
 // bytes that never reached the disk, and the next message goes to a new
