@@ -87,6 +87,17 @@ func writeRawBytes(s *Store, r io.Reader) (string, int64, error) {
 	return ref, int64(len(b)), err
 }
 
+// stageAndSync stores b through StageRawBytes and SyncRaw, failing the
+// test on an error, and returns its reference.
+func stageAndSync(t *testing.T, s *Store, b []byte) string {
+	t.Helper()
+	ref, _, err := writeRawBytes(s, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
 // rawWriters are the two ways into the raw store; each test of the raw
 // store's rules runs for both.
 var rawWriters = []struct {
@@ -537,13 +548,7 @@ func TestPackedMessagesReadBack(t *testing.T) {
 // pack cut short), is refused with the reason.
 func TestOpenRawRefusesBadReferences(t *testing.T) {
 	s := openTest(t)
-	ref, err := s.StageRawBytes([]byte("Subject: x\r\n\r\nbody\r\n"))
-	if err == nil {
-		err = s.SyncRaw()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := stageAndSync(t, s, []byte("Subject: x\r\n\r\nbody\r\n"))
 	pr, _ := parsePackRef(ref)
 	fi, err := os.Stat(filepath.Join(s.Dir(), rawDir, packDir, pr.id+".pack"))
 	if err != nil {
@@ -574,13 +579,7 @@ func TestOpenRawRefusesBadReferences(t *testing.T) {
 func TestOlderPackReferencesStillOpen(t *testing.T) {
 	s := openTest(t)
 	msg := []byte("Subject: old\r\n\r\nstored by the build before\r\n")
-	ref, err := s.StageRawBytes(msg)
-	if err == nil {
-		err = s.SyncRaw()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := stageAndSync(t, s, msg)
 	pr, _ := parsePackRef(ref)
 	pr.sum = strings.TrimPrefix(ContentKeyOf(msg), RawPrefix)
 	old := pr.String()
@@ -742,13 +741,7 @@ func TestPackRefusedDirectWriteGoesThroughThePageCache(t *testing.T) {
 	} else if _, err := f.ReadAt(got, 3*directAlign); err != nil || !bytes.Equal(got, bytes.Repeat([]byte("z"), 100)) {
 		t.Fatalf("read back %q (%v)", got, err)
 	}
-	ref, err := s.StageRawBytes([]byte("after the fallback"))
-	if err == nil {
-		err = s.SyncRaw()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := stageAndSync(t, s, []byte("after the fallback"))
 	if got := readRef(t, s, ref); got != "after the fallback" {
 		t.Fatalf("%s reads %q", ref, got)
 	}
@@ -822,20 +815,8 @@ func TestFailedChunkWriteFailsSyncRaw(t *testing.T) {
 // again.
 func TestSyncRawPadsThePackToTheNextBlock(t *testing.T) {
 	s := openTest(t)
-	first, err := s.StageRawBytes([]byte("first message"))
-	if err == nil {
-		err = s.SyncRaw()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := s.StageRawBytes([]byte("second message"))
-	if err == nil {
-		err = s.SyncRaw()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := stageAndSync(t, s, []byte("first message"))
+	second := stageAndSync(t, s, []byte("second message"))
 	if pr, _ := parsePackRef(second); pr.off != directAlign {
 		t.Fatalf("the message after a sync starts at %d, want %d", pr.off, directAlign)
 	}
