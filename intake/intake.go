@@ -279,9 +279,10 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, raw func() io.Re
 	st.msg = msg
 }
 
-// Commit makes the staged messages' bytes durable with one sync and
-// decides them in order in one transaction, so a batch costs one fsync of
-// each kind however many messages it holds. Should that transaction fail
+// Commit makes the staged messages' bytes durable with one sync, while it
+// decides them in order in one transaction that commits once the sync
+// succeeded, so a batch costs one fsync of each kind however many
+// messages it holds. Should that transaction fail
 // (a panic in the decision logic, a full disk), each message is committed
 // on its own, so one bad message is quarantined and the others go through.
 // It answers Ack only for a committed decision, Quarantine for a message
@@ -299,13 +300,10 @@ func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox
 			pending = append(pending, items[i])
 		}
 	}
-	if len(pending) > 0 {
-		if err := p.store.SyncRaw(); err != nil {
-			for _, st := range pending {
-				st.log.Error("cannot make the raw message durable; left on the server, will retry", "err", err)
-				st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
-			}
-		} else if len(pending) == 1 || !p.commitTogether(pending) {
+	if len(pending) > 0 && (len(pending) == 1 || !p.commitTogether(pending)) {
+		if err := p.store.MakeDurable(rawRefs(pending)); err != nil {
+			p.notDurable(pending, err)
+		} else {
 			for _, st := range pending {
 				p.commitAlone(st)
 			}
@@ -325,7 +323,8 @@ func (p *Pipeline) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Dis
 }
 
 // commitTogether records every pending message (two or more) in one
-// transaction and reports whether it was committed.
+// transaction and reports whether it answered them: committed, or Retry
+// for all when their raw bytes could not be made durable.
 func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 	decided := make([]store.Decision, len(pending))
 	queued := 0
@@ -335,7 +334,7 @@ func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 			ok = false
 		}
 	}()
-	err := p.store.Update(func(tx *store.Tx) error {
+	err := p.store.UpdateDurable(rawRefs(pending), func(tx *store.Tx) error {
 		queued = 0
 		for i, st := range pending {
 			d := &decided[i]
@@ -357,6 +356,10 @@ func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 		}
 		return nil
 	})
+	if errors.Is(err, store.ErrRawNotDurable) {
+		p.notDurable(pending, err)
+		return true
+	}
 	if err != nil {
 		p.log.Warn("cannot commit a batch; committing its messages one by one", "err", err, "messages", len(pending))
 		return false
@@ -368,6 +371,24 @@ func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 		p.onCommit()
 	}
 	return true
+}
+
+// rawRefs are the raw-store references of the messages.
+func rawRefs(sts []*staged) []string {
+	refs := make([]string, len(sts))
+	for i, st := range sts {
+		refs[i] = st.base.RawRef
+	}
+	return refs
+}
+
+// notDurable answers Retry for messages whose raw bytes could not be made
+// durable: nothing about them was committed.
+func (p *Pipeline) notDurable(sts []*staged, err error) {
+	for _, st := range sts {
+		st.log.Error("cannot make the raw message durable; left on the server, will retry", "err", err)
+		st.disp = &mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()}
+	}
 }
 
 // commitAlone records one message in a transaction of its own.

