@@ -279,10 +279,9 @@ func (p *Pipeline) parsedFrom(st *staged, in *mailbox.Incoming, raw func() io.Re
 	st.msg = msg
 }
 
-// Commit makes the staged messages' bytes durable with one sync, while it
-// decides them in order in one transaction that commits once the sync
-// succeeded, so a batch costs one fsync of each kind however many
-// messages it holds. Should that transaction fail
+// Commit makes the staged messages' bytes durable with one sync and
+// decides them in order in one transaction, so a batch costs one fsync of
+// each kind however many messages it holds. Should that transaction fail
 // (a panic in the decision logic, a full disk), each message is committed
 // on its own, so one bad message is quarantined and the others go through.
 // It answers Ack only for a committed decision, Quarantine for a message
@@ -300,10 +299,10 @@ func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox
 			pending = append(pending, items[i])
 		}
 	}
-	if len(pending) > 0 && (len(pending) == 1 || !p.commitTogether(pending)) {
+	if len(pending) > 0 {
 		if err := p.store.MakeDurable(rawRefs(pending)); err != nil {
 			p.notDurable(pending, err)
-		} else {
+		} else if len(pending) == 1 || !p.commitTogether(pending) {
 			for _, st := range pending {
 				p.commitAlone(st)
 			}
@@ -323,8 +322,7 @@ func (p *Pipeline) Handle(ctx context.Context, in *mailbox.Incoming) mailbox.Dis
 }
 
 // commitTogether records every pending message (two or more) in one
-// transaction and reports whether it answered them: committed, or Retry
-// for all when their raw bytes could not be made durable.
+// transaction and reports whether it was committed.
 func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 	decided := make([]store.Decision, len(pending))
 	queued := 0
@@ -334,7 +332,7 @@ func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 			ok = false
 		}
 	}()
-	err := p.store.UpdateDurable(rawRefs(pending), func(tx *store.Tx) error {
+	err := p.store.Update(func(tx *store.Tx) error {
 		queued = 0
 		for i, st := range pending {
 			d := &decided[i]
@@ -356,10 +354,6 @@ func (p *Pipeline) commitTogether(pending []*staged) (ok bool) {
 		}
 		return nil
 	})
-	if errors.Is(err, store.ErrRawNotDurable) {
-		p.notDurable(pending, err)
-		return true
-	}
 	if err != nil {
 		p.log.Warn("cannot commit a batch; committing its messages one by one", "err", err, "messages", len(pending))
 		return false

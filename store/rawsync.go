@@ -86,7 +86,7 @@ func syncPath(path string) error {
 	return f.Sync()
 }
 
-// ErrRawNotDurable marks the errors of MakeDurable and UpdateDurable: a
+// ErrRawNotDurable marks the errors of MakeDurable: a
 // message's raw bytes could not be made durable. Nothing that names them
 // may be committed; the message is to be fetched and staged again.
 var ErrRawNotDurable = errors.New("raw message not durable")
@@ -107,20 +107,4 @@ func (s *Store) MakeDurable(refs []string) error {
 		}
 	}
 	return nil
-}
-
-// UpdateDurable is Update for a transaction that records the messages
-// staged under refs: MakeDurable runs beside fn, and the transaction
-// commits only once both succeeded. The sync then no longer lengthens the
-// commit, which a backlog's next batch waits for: first, it took 2–40 ms
-// (9 ms on average) of a 500-message batch's ~200 ms commit.
-func (s *Store) UpdateDurable(refs []string, fn func(*Tx) error) error {
-	durable := make(chan error, 1) // a failed fn leaves it unread
-	go func() { durable <- s.MakeDurable(refs) }()
-	return s.Update(func(tx *Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		return <-durable
-	})
 }

@@ -859,45 +859,6 @@ func TestMakeDurableRefusesAMessageOfAPackThatLostAWrite(t *testing.T) {
 	}
 }
 
-// UpdateDurable's transaction commits only once the raw bytes it records
-// are durable: fn runs while they sync, and a failed sync rolls it back.
-func TestUpdateDurableCommitsOnlyWithTheRawBytesDurable(t *testing.T) {
-	s := openTest(t)
-	marker := []byte("test_marker")
-	put := func(tx *Tx) error { return tx.tx.Bucket(bucketMeta).Put(marker, []byte("x")) }
-	committed := func() (ok bool) {
-		s.View(func(tx *Tx) error { ok = tx.tx.Bucket(bucketMeta).Get(marker) != nil; return nil })
-		return ok
-	}
-	ref, err := s.StageRawBytes([]byte("a message"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	losePackWrites(t, s)
-	if _, err := s.StageRawBytes(bytes.Repeat([]byte("n"), chunkSize)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.UpdateDurable([]string{ref}, put); !errors.Is(err, ErrRawNotDurable) {
-		t.Fatalf("UpdateDurable with a lost write: %v, want ErrRawNotDurable", err)
-	}
-	if committed() {
-		t.Fatal("the transaction committed although the raw bytes it records were lost")
-	}
-	ref, err = s.StageRawBytes([]byte("another message"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.UpdateDurable([]string{ref}, put); err != nil {
-		t.Fatal(err)
-	}
-	if !committed() {
-		t.Fatal("UpdateDurable did not commit")
-	}
-	if got := readRef(t, s, ref); got != "another message" {
-		t.Fatalf("read back %q", got)
-	}
-}
-
 // SyncRaw writes the chunk being filled padded to a block boundary, and the
 // next message starts on that boundary: a synced block is never written
 // again.
