@@ -86,23 +86,20 @@ func syncPath(path string) error {
 	return f.Sync()
 }
 
-// ErrRawNotDurable marks the errors of MakeDurable: a
-// message's raw bytes could not be made durable. Nothing that names them
-// may be committed; the message is to be fetched and staged again.
-var ErrRawNotDurable = errors.New("raw message not durable")
-
 // MakeDurable is SyncRaw for a batch about to be recorded: it also fails
 // when one of refs lies in a pack that lost a write. SyncRaw reports such
 // a loss once, to the sync that meets it, but a message staged into the
-// pack before then can belong to a later batch.
+// pack before then can belong to a later batch. Nothing that names bytes
+// MakeDurable failed for may be committed: the message is to be fetched
+// and staged again.
 func (s *Store) MakeDurable(refs []string) error {
 	if err := s.SyncRaw(); err != nil {
-		return fmt.Errorf("%w: %w", ErrRawNotDurable, err)
+		return err
 	}
 	for _, ref := range refs {
 		if pr, ok := parsePackRef(ref); ok {
 			if err := s.packs.lostErr(pr.id); err != nil {
-				return fmt.Errorf("%w: %s lies in pack %s, which lost a write: %w", ErrRawNotDurable, ref, pr.id, err)
+				return fmt.Errorf("raw store: %s lies in pack %s, which lost a write: %w", ref, pr.id, err)
 			}
 		}
 	}
