@@ -5,9 +5,10 @@
 // file named by its SHA-256 when it was streamed ("sha256:<hex>").
 //
 // Invariants:
-//   - Raw bytes are written and made durable (SyncRaw: the pack's last
-//     chunk written, an fdatasync of the pack a batch went to, and of the
-//     directories that got new entries) before any transaction refers to
+//   - Raw bytes are written and made durable (MakeDurable: SyncRaw, which
+//     writes the pack's last chunk and fdatasyncs the pack a batch went to
+//     and the directories that got new entries, and a check that no pack
+//     the batch lies in lost a write) before any transaction refers to
 //     them; a reference opens only after that. Packs and files are only
 //     ever added to, never rewritten.
 //   - A case, its indexes (status, Message-ID), the decision record of the

@@ -74,8 +74,8 @@ func (s *Store) StageRaw(r io.Reader) (ref string, size int64, err error) {
 // StageRawBytes is StageRaw for a message held in memory: it appends the
 // bytes to the current pack (see pack.go) and returns a reference to where
 // they lie. They reach the file once their chunk is full, or at SyncRaw:
-// the reference can be opened, and is durable, only after SyncRaw, which
-// reports a failed write. The reference names no content: hashing every
+// the reference can be opened, and is durable, only after SyncRaw, and a
+// failed write shows at MakeDurable. The reference names no content: hashing every
 // message cost more CPU than writing it, and only a message without a
 // Message-ID needs its content key (ContentKeyOf). Writing the same bytes
 // twice stores them twice.
