@@ -265,5 +265,13 @@ func (t *Tx) RecordAck(rcpt string, now time.Time, keep time.Duration) error {
 			return err
 		}
 	}
-	return b.Put(append(prefix, u64(uint64(now.UnixNano()))...), nil)
+	key := append(prefix, u64(uint64(now.UnixNano()))...)
+	if k, _ := b.Cursor().Seek(key); bytes.Equal(k, key) {
+		return nil // one record a recipient and instant, as the global count reads them
+	}
+	if err := b.Put(key, nil); err != nil {
+		return err
+	}
+	t.noteAck(uint64(now.UnixNano()))
+	return nil
 }

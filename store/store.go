@@ -176,7 +176,15 @@ func (s *Store) View(fn func(*Tx) error) error {
 }
 
 // Tx is a transaction with typed accessors.
-type Tx struct{ tx *bolt.Tx }
+type Tx struct {
+	tx *bolt.Tx
+	// acks are the times (Unix nanoseconds, ascending) of the
+	// acknowledgements in the global cap's window, read from the history
+	// by the first AllAcksSince of the transaction and kept up to date by
+	// RecordAck after it; acksRead says they were read.
+	acks     []uint64
+	acksRead bool
+}
 
 func u64(v uint64) []byte {
 	b := make([]byte, 8)

@@ -56,6 +56,12 @@ func newCaseTx(tx *Tx, i int, now time.Time) error {
 			return err
 		}
 	}
+	// The acknowledgement limits, per recipient and in all, as intake
+	// checks them before it acknowledges.
+	tx.AcksSince(from, now.Add(-time.Hour))
+	if _, err := tx.AllAcksSince(now.Add(-time.Hour)); err != nil {
+		return err
+	}
 	if err := tx.RecordAck(from, now, time.Hour); err != nil {
 		return err
 	}

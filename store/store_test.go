@@ -903,3 +903,54 @@ func readRef(t *testing.T, s *Store, ref string) string {
 	}
 	return string(b)
 }
+
+// TestAllAcksSinceCountsWithinATransaction: after the first count of a
+// transaction, which reads the history, later counts include the acks
+// recorded since and drop those that left the window, as a fresh read of
+// the history would.
+func TestAllAcksSinceCountsWithinATransaction(t *testing.T) {
+	s := openTest(t)
+	if err := s.Update(func(tx *Tx) error {
+		for i, rcpt := range []string{"a@example.com", "b@example.com", "c@example.com"} {
+			if err := tx.RecordAck(rcpt, t0.Add(time.Duration(i)*20*time.Minute), time.Hour); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := func(since time.Time) int { // what a transaction of its own counts
+		var n int
+		if err := s.Update(func(tx *Tx) (err error) { n, err = tx.AllAcksSince(since); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	now := t0.Add(50 * time.Minute) // acks at 0, 20 and 40 minutes are in the hour
+	err := s.Update(func(tx *Tx) error {
+		if n, err := tx.AllAcksSince(now.Add(-time.Hour)); err != nil || n != 3 {
+			t.Errorf("first count = %d, %v; want 3", n, err)
+		}
+		for _, rcpt := range []string{"d@example.com", "e@example.com", "e@example.com"} {
+			if err := tx.RecordAck(rcpt, now, time.Hour); err != nil {
+				return err
+			}
+		}
+		// e@ twice at the same instant is one record.
+		if n, err := tx.AllAcksSince(now.Add(-time.Hour)); err != nil || n != 5 {
+			t.Errorf("count after two more recipients = %d, %v; want 5", n, err)
+		}
+		// 30 minutes later the ack at 0 has left the window.
+		if n, err := tx.AllAcksSince(now.Add(30*time.Minute - time.Hour)); err != nil || n != 4 {
+			t.Errorf("count half an hour later = %d, %v; want 4", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fresh(now.Add(30*time.Minute - time.Hour)); n != 4 {
+		t.Errorf("a transaction of its own counts %d; want 4", n)
+	}
+}
