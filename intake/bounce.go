@@ -37,8 +37,12 @@ func (p *Pipeline) bounce(tx *store.Tx, d *store.Decision, msg *classify.Message
 	}
 	var o *store.Outgoing
 	for _, id := range candidates {
+		caseID, ours := p.render.CaseOfMessageID(id)
+		if !ours {
+			continue
+		}
 		var err error
-		if o, err = tx.OutgoingByMessageID(id); err != nil {
+		if o, err = tx.OutgoingOfCase(caseID, id); err != nil {
 			return false, err
 		} else if o != nil {
 			break

@@ -85,3 +85,18 @@ func (r *Renderer) CheckMessageID(id string) Verdict {
 	}
 	return Genuine
 }
+
+// CaseOfMessageID returns the case a Message-ID minted by this caseintake
+// belongs to (a notification's or a thread root's; angle brackets
+// allowed). It reports false for any other Message-ID, forged ones
+// included.
+func (r *Renderer) CaseOfMessageID(id string) (uint64, bool) {
+	id = strings.Trim(id, "<> ")
+	if r.CheckMessageID(id) != Genuine {
+		return 0, false
+	}
+	local, _, _ := strings.Cut(id, "@")
+	num, _, _ := strings.Cut(local[len(msgIDPrefix):], ".")
+	caseID, err := strconv.ParseUint(num, 10, 64)
+	return caseID, err == nil
+}

@@ -50,3 +50,27 @@ func TestMessageIDsVerifyOnlyUnderTheirKey(t *testing.T) {
 		}
 	}
 }
+
+// A bounce names the notification it returns by its Message-ID: the case
+// comes from a genuine one only.
+func TestCaseOfMessageID(t *testing.T) {
+	r, err := NewRenderer(config.SMTP{From: "Support <support@example.test>"}, config.Notify{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.notificationID(1042, 3, KindTeamNew)
+	for _, good := range []string{id, "<" + id + ">", r.ThreadRoot(1042)} {
+		if c, ok := r.CaseOfMessageID(good); !ok || c != 1042 {
+			t.Errorf("CaseOfMessageID(%q) = %d, %v; want 1042", good, c, ok)
+		}
+	}
+	for _, bad := range []string{
+		strings.Replace(id, "caseintake.1042.", "caseintake.1043.", 1), // forged
+		"v1@customer.example",
+		"",
+	} {
+		if c, ok := r.CaseOfMessageID(bad); ok {
+			t.Errorf("CaseOfMessageID(%q) = %d, true; want false", bad, c)
+		}
+	}
+}

@@ -1,34 +1,29 @@
 package store
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 )
 
-// OutgoingByMessageID returns the notification whose Message-ID is id
-// (with or without angle brackets), or nil. It walks the outbox: meant for
-// the rare delivery failure report, not for every message.
-func (t *Tx) OutgoingByMessageID(id string) (*Outgoing, error) {
+// OutgoingOfCase returns the notification of case caseID whose
+// Message-ID is id (with or without angle brackets), or nil. It reads that
+// case's notifications only: the caller knows the case from the
+// Message-ID, which caseintake mints with the case in it.
+func (t *Tx) OutgoingOfCase(caseID uint64, id string) (*Outgoing, error) {
 	id = strings.Trim(id, "<> ")
 	if id == "" {
 		return nil, nil
 	}
-	var found *Outgoing
-	err := t.tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error {
-		if found != nil {
-			return nil
+	rows, err := t.CaseOutbox(caseID)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range rows {
+		if strings.EqualFold(strings.Trim(o.MessageID, "<> "), id) {
+			return o, nil
 		}
-		var o Outgoing
-		if err := json.Unmarshal(v, &o); err != nil {
-			return err
-		}
-		if strings.Trim(o.MessageID, "<> ") == id {
-			found = t.withData(&o)
-		}
-		return nil
-	})
-	return found, err
+	}
+	return nil, nil
 }
 
 // MarkUndeliverable records that rcpts will not receive notification o

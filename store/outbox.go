@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/caseintake/caseintake/casemodel"
 )
 
@@ -51,7 +53,48 @@ func (t *Tx) Enqueue(o *Outgoing) error {
 	if err := t.putOutgoing(o); err != nil {
 		return err
 	}
+	if err := t.tx.Bucket(bucketOutboxCase).Put(outboxCaseKey(o.CaseID, seq), nil); err != nil {
+		return err
+	}
 	return t.tx.Bucket(bucketPending).Put(u64(seq), nil)
+}
+
+// outboxCaseKey is a row's key in the outbox's case index.
+func outboxCaseKey(caseID, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(u64(caseID), seq)
+}
+
+// indexOutboxByCase fills the case index from the rows of a store from
+// before schema 3, reading only each row's case.
+func indexOutboxByCase(tx *bolt.Tx) error {
+	index := tx.Bucket(bucketOutboxCase)
+	return tx.Bucket(bucketOutbox).ForEach(func(k, v []byte) error {
+		var row struct {
+			CaseID uint64 `json:"case_id"`
+		}
+		if err := json.Unmarshal(v, &row); err != nil {
+			return fmt.Errorf("outbox row %x: %w", k, err)
+		}
+		return index.Put(outboxCaseKey(row.CaseID, binary.BigEndian.Uint64(k)), nil)
+	})
+}
+
+// CaseOutbox returns the notifications of a case, in the order they were
+// queued, with their messages. It reads the case's rows only.
+func (t *Tx) CaseOutbox(caseID uint64) ([]*Outgoing, error) {
+	var out []*Outgoing
+	rows := t.tx.Bucket(bucketOutbox)
+	prefix := u64(caseID)
+	cur := t.tx.Bucket(bucketOutboxCase).Cursor()
+	for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+		var o Outgoing
+		if ok, err := getJSON(rows, k[8:], &o); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, t.withData(&o))
+		}
+	}
+	return out, nil
 }
 
 // putOutgoing writes row o: its JSON without the message, which goes to
@@ -155,63 +198,67 @@ type Delivery struct {
 	NextRetry time.Time
 }
 
-// RecordDelivery applies an attempt's result in one transaction: accepted
-// recipients are marked delivered, refused ones failed (with an event on the
-// case so agents see it), and the rest stay pending until NextRetry.
+// RecordDelivery applies an attempt's result in one transaction (see
+// Tx.RecordDelivery).
 func (s *Store) RecordDelivery(seq uint64, d Delivery, now time.Time) error {
-	return s.Update(func(t *Tx) error {
-		out := t.tx.Bucket(bucketOutbox)
-		var o Outgoing
-		if ok, err := getJSON(out, u64(seq), &o); err != nil {
-			return err
-		} else if !ok {
-			return fmt.Errorf("outbox row %d: %w", seq, ErrNotFound)
-		}
-		o.Attempts++
-		done := map[string]bool{}
-		for _, r := range d.Accepted {
-			o.Delivered = append(o.Delivered, r)
-			done[r] = true
-		}
-		for r, reason := range d.Permanent {
-			o.Failed = append(o.Failed, r)
-			done[r] = true
-			if err := t.noteFailure(o.CaseID, o.Kind, r, reason, now); err != nil {
-				return err
-			}
-		}
-		var rest []string
-		for _, r := range o.To {
-			if !done[r] {
-				rest = append(rest, r)
-			}
-		}
-		o.To = rest
-		switch {
-		case len(rest) == 0 && len(o.Delivered) > 0:
-			o.State, o.SentAt, o.LastError = OutboxSent, now, ""
-		case len(rest) == 0:
-			o.State = OutboxFailed
-			o.LastError = "every recipient refused the message"
-		default:
-			o.State = OutboxPending
-			if d.Retry != nil {
-				o.LastError = d.Retry.Error()
-			}
-			o.NextAttempt = d.NextRetry
-		}
-		if err := t.putOutgoing(&o); err != nil {
+	return s.Update(func(t *Tx) error { return t.RecordDelivery(seq, d, now) })
+}
+
+// RecordDelivery applies an attempt's result: accepted recipients are
+// marked delivered, refused ones failed (with an event on the case so
+// agents see it), and the rest stay pending until NextRetry.
+func (t *Tx) RecordDelivery(seq uint64, d Delivery, now time.Time) error {
+	out := t.tx.Bucket(bucketOutbox)
+	var o Outgoing
+	if ok, err := getJSON(out, u64(seq), &o); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("outbox row %d: %w", seq, ErrNotFound)
+	}
+	o.Attempts++
+	done := map[string]bool{}
+	for _, r := range d.Accepted {
+		o.Delivered = append(o.Delivered, r)
+		done[r] = true
+	}
+	for r, reason := range d.Permanent {
+		o.Failed = append(o.Failed, r)
+		done[r] = true
+		if err := t.noteFailure(o.CaseID, o.Kind, r, reason, now); err != nil {
 			return err
 		}
-		if o.State != OutboxPending {
-			return t.tx.Bucket(bucketPending).Delete(u64(seq))
+	}
+	var rest []string
+	for _, r := range o.To {
+		if !done[r] {
+			rest = append(rest, r)
 		}
-		var at []byte // due at once
-		if !o.NextAttempt.IsZero() {
-			at = u64(uint64(o.NextAttempt.UnixNano()))
+	}
+	o.To = rest
+	switch {
+	case len(rest) == 0 && len(o.Delivered) > 0:
+		o.State, o.SentAt, o.LastError = OutboxSent, now, ""
+	case len(rest) == 0:
+		o.State = OutboxFailed
+		o.LastError = "every recipient refused the message"
+	default:
+		o.State = OutboxPending
+		if d.Retry != nil {
+			o.LastError = d.Retry.Error()
 		}
-		return t.tx.Bucket(bucketPending).Put(u64(seq), at)
-	})
+		o.NextAttempt = d.NextRetry
+	}
+	if err := t.putOutgoing(&o); err != nil {
+		return err
+	}
+	if o.State != OutboxPending {
+		return t.tx.Bucket(bucketPending).Delete(u64(seq))
+	}
+	var at []byte // due at once
+	if !o.NextAttempt.IsZero() {
+		at = u64(uint64(o.NextAttempt.UnixNano()))
+	}
+	return t.tx.Bucket(bucketPending).Put(u64(seq), at)
 }
 
 func (t *Tx) noteFailure(caseID uint64, kind, rcpt, reason string, now time.Time) error {
@@ -225,19 +272,10 @@ func (t *Tx) noteFailure(caseID uint64, kind, rcpt, reason string, now time.Time
 }
 
 // Outbox returns every notification of a case, in order.
-func (s *Store) Outbox(caseID uint64) ([]*Outgoing, error) {
-	var out []*Outgoing
-	err := s.View(func(t *Tx) error {
-		return t.tx.Bucket(bucketOutbox).ForEach(func(_, v []byte) error {
-			var o Outgoing
-			if err := json.Unmarshal(v, &o); err != nil {
-				return err
-			}
-			if o.CaseID == caseID {
-				out = append(out, t.withData(&o))
-			}
-			return nil
-		})
+func (s *Store) Outbox(caseID uint64) (out []*Outgoing, err error) {
+	err = s.View(func(t *Tx) error {
+		out, err = t.CaseOutbox(caseID)
+		return err
 	})
 	return out, err
 }

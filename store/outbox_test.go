@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,86 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "written by a newer caseintake") {
 		t.Fatalf("error %q does not say a newer caseintake wrote it", err)
+	}
+}
+
+// A case's notifications come from the outbox's case index: those of that
+// case only, in the order they were queued, however many other cases have.
+func TestOutboxOfACaseReadsItsRowsOnly(t *testing.T) {
+	s := openTest(t)
+	if err := s.Update(func(tx *Tx) error {
+		for i := range 600 {
+			caseID := uint64(i%300 + 1) // case 1 and case 257 differ in one byte of their key
+			o := &Outgoing{CaseID: caseID, Kind: "team_new", MessageID: fmt.Sprintf("n%d@example.test", i), To: []string{"t@example.com"}, Data: []byte("m"), CreatedAt: t0}
+			if err := tx.Enqueue(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.Outbox(257)
+	if err != nil || len(rows) != 2 || rows[0].MessageID != "n256@example.test" || rows[1].MessageID != "n556@example.test" {
+		t.Fatalf("Outbox(257) = %+v, %v; want n256 then n556", rows, err)
+	}
+	err = s.View(func(tx *Tx) error {
+		o, err := tx.OutgoingOfCase(1, "<N300@example.test>")
+		if err != nil || o == nil || o.MessageID != "n300@example.test" || string(o.Data) != "m" {
+			t.Errorf("OutgoingOfCase(1, <N300@…>) = %+v, %v", o, err)
+		}
+		if o, err := tx.OutgoingOfCase(2, "n300@example.test"); err != nil || o != nil {
+			t.Errorf("OutgoingOfCase(2, a notification of case 1) = %+v, %v; want none", o, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A store from before schema 3 has no case index: opening it builds one
+// from the rows, so that its cases show the notifications queued before.
+func TestSchema2StoreIsIndexedByCaseWhenOpened(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(func(tx *Tx) error {
+		for i, caseID := range []uint64{5, 9, 5} {
+			if err := tx.Enqueue(&Outgoing{CaseID: caseID, Kind: "ack", MessageID: fmt.Sprintf("a%d@example.test", i), Data: []byte("m"), CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// What a schema 2 caseintake left: the rows, no index.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketOutboxCase); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(2))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatalf("open a schema 2 store: %v", err)
+	}
+	defer s.Close()
+	rows, err := s.Outbox(5)
+	if err != nil || len(rows) != 2 || rows[0].MessageID != "a0@example.test" || rows[1].MessageID != "a2@example.test" {
+		t.Fatalf("Outbox(5) after the upgrade = %+v, %v; want a0 and a2", rows, err)
+	}
+	var version uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		version = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get([]byte("schema_version")))
+		return nil
+	})
+	if version != schemaVersion {
+		t.Fatalf("schema version %d after opening, want %d", version, schemaVersion)
 	}
 }

@@ -31,15 +31,22 @@ var (
 	bucketOutboxData = []byte("outbox_data")    // seq -> the Outgoing's whole message, as sent
 	bucketPending    = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
 	bucketAckHistory = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
+	bucketOutboxCase = []byte("outbox_by_case") // case ID, seq -> "" (a case's notifications; since schema 3)
 	allBuckets       = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
-		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory}
+		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory,
+		bucketOutboxCase}
 )
 
 // schemaVersion 2 keeps a notification's message in bucketOutboxData, not
 // base64 in its JSON row. A version 1 store is read as it is (its rows
 // still carry their message) and marked 2, so that an older caseintake,
 // which would send new rows empty, refuses it.
-const schemaVersion = 2
+//
+// Version 3 indexes the outbox by case (bucketOutboxCase): showing a case
+// or filing a bounce had walked every notification ever queued. An older
+// store is indexed when it is opened, and marked 3, so that an older
+// caseintake, which would queue rows the index misses, refuses it.
+const schemaVersion = 3
 
 // DBFile is the database's name inside data_dir.
 const DBFile = "caseintake.db"
@@ -95,6 +102,11 @@ func Open(dataDir string) (*Store, error) {
 			case got > schemaVersion:
 				return fmt.Errorf("schema version %d, this caseintake understands up to %d: it was written by a newer caseintake; run that one, or restore a backup taken before the upgrade", got, schemaVersion)
 			case got < schemaVersion:
+				if got < 3 {
+					if err := indexOutboxByCase(tx); err != nil {
+						return fmt.Errorf("upgrade from schema version %d: index the outbox by case: %w", got, err)
+					}
+				}
 				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {
 					return err
 				}
