@@ -183,6 +183,7 @@ func printTable(w io.Writer, r *Results) {
 		row(n+fmt.Sprintf(": list --status in_progress (%d results), API", s.InProgressResults), fmt.Sprintf("%.1f ms", s.ListInProgressMS), fmt.Sprintf("store %.1f ms", s.StoreListInProgressMS), "∝ result", "")
 		row(n+": `cases list --status open --json` CLI", fmt.Sprintf("%.0f ms", s.CLIListOpenMS), "", "", "")
 		row(n+": Message-ID lookup (trace API + case)", fmt.Sprintf("%.2f ms", s.LookupMS), fmt.Sprintf("store %.3f ms", s.StoreLookupMS), "∝ result", "")
+		row(n+": case view (GET /api/v1/cases/N, with its notifications)", fmt.Sprintf("%.2f ms", s.CaseViewMS), "", "∝ result", "")
 		row(n+": `trace MESSAGE-ID` CLI", fmt.Sprintf("%.0f ms", s.CLITraceMS), "", "", "")
 	}
 }

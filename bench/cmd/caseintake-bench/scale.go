@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caseintake/caseintake/casemodel"
@@ -32,6 +33,7 @@ type Scale struct {
 	StoreListOpenMS       float64 `json:"store_list_open_ms"`
 	StoreListInProgressMS float64 `json:"store_list_in_progress_ms"`
 	LookupMS              float64 `json:"api_lookup_ms"`
+	CaseViewMS            float64 `json:"api_case_view_ms"`
 	LifecycleMS           float64 `json:"lifecycle_pass_ms"`
 	ClosedCases           int     `json:"closed_cases"`
 	StoreLookupMS         float64 `json:"store_lookup_ms"`
@@ -56,8 +58,13 @@ func scaleStatus(i, n int) casemodel.Status {
 
 func scaleMsgID(i int) string { return fmt.Sprintf("scale.%d@client%d.example", i, i%97) }
 
+// scaleNotice stands in for a notification's message in the generated
+// store: a case view reads the rows, never the messages.
+var scaleNotice = []byte("Subject: [Case #0] Export job stuck\r\nAuto-Submitted: auto-generated\r\n\r\n" + strings.Repeat("New case from customer via mailbox support.\r\n", 10))
+
 // generateStore writes n cases, each with its opening message, Message-ID
-// index and decision record, through the store's public API.
+// index, decision record and the two notifications it sent (delivered),
+// through the store's public API.
 func generateStore(dataDir string, n int) (time.Duration, error) {
 	start := time.Now()
 	st, err := store.Open(dataDir)
@@ -103,6 +110,22 @@ func generateStore(dataDir string, n int) (time.Duration, error) {
 				}
 				if err := tx.IndexMessageID(msgID, id); err != nil {
 					return err
+				}
+				// What opening it sent, delivered: the acknowledgement and
+				// the team's notice (their messages shortened).
+				for _, kind := range []string{"ack", "team_new"} {
+					to := []string{from}
+					if kind == "team_new" {
+						to = []string{"team@example.test"}
+					}
+					o := &store.Outgoing{CaseID: id, Kind: kind, MessageID: fmt.Sprintf("caseintake.%d.1.%s.scale@example.test", id, kind),
+						Subject: "[Case #" + fmt.Sprint(id) + "] " + subj, To: to, Data: scaleNotice, CreatedAt: at}
+					if err := tx.Enqueue(o); err != nil {
+						return err
+					}
+					if err := tx.RecordDelivery(o.Seq, store.Delivery{Accepted: to}, answered); err != nil {
+						return err
+					}
 				}
 				d := &store.Decision{Mailbox: "support", UIDValidity: 1, UID: uint32(i + 1), MessageID: msgID, MessageKey: msgID,
 					From: from, Subject: subj, Outcome: "case:new", Signal: "no case tag or known Message-ID", CaseID: id,
@@ -230,6 +253,10 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 	}); err != nil {
 		return err
 	}
+	// An agent opening one case: the case and its notifications.
+	if sc.CaseViewMS, err = medianOf(5, get(fmt.Sprintf("/api/v1/cases/%d", n/3+1))); err != nil {
+		return err
+	}
 	cli := func(args ...string) func() error {
 		return func() error {
 			out, err := exec.Command(o.bin, append(args, "-c", dm.cfg)...).CombinedOutput()
@@ -245,8 +272,8 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 	if sc.CLITraceMS, err = medianOf(3, cli("trace", probe)); err != nil {
 		return err
 	}
-	log.Printf("store %d cases: lifecycle pass %.0f ms; start-up %.0f/%.0f ms, list open %.1f ms (%d), in_progress %.1f ms (%d), lookup %.2f ms",
-		n, sc.LifecycleMS, sc.HealthMS, sc.ReadyMS, sc.ListOpenMS, sc.OpenResults, sc.ListInProgressMS, sc.InProgressResults, sc.LookupMS)
+	log.Printf("store %d cases: lifecycle pass %.0f ms; start-up %.0f/%.0f ms, list open %.1f ms (%d), in_progress %.1f ms (%d), lookup %.2f ms, case view %.2f ms",
+		n, sc.LifecycleMS, sc.HealthMS, sc.ReadyMS, sc.ListOpenMS, sc.OpenResults, sc.ListInProgressMS, sc.InProgressResults, sc.LookupMS, sc.CaseViewMS)
 	res.Stores = append(res.Stores, sc)
 	if !o.keep {
 		dm.stop()
