@@ -2,9 +2,13 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Outcomes of a message, as recorded in its Decision.
@@ -66,10 +70,41 @@ func (t *Tx) RecordDecision(d *Decision) error {
 	if err := t.tx.Bucket(bucketTrace).Put(joinKey([]byte(traceID), u64(seq)), nil); err != nil {
 		return err
 	}
+	if err := noteQuarantine(t.tx.Bucket(bucketQuarantine), d); err != nil {
+		return err
+	}
 	if d.Deciding() && d.MessageKey != "" {
 		return t.tx.Bucket(bucketByMsgKey).Put([]byte(d.MessageKey), u64(seq))
 	}
 	return nil
+}
+
+// noteQuarantine keeps the quarantine index up to date with record d: a
+// quarantine joins it, and a record superseding one is noted beside it
+// (the first only: a settled quarantine is not retried again).
+func noteQuarantine(index *bolt.Bucket, d *Decision) error {
+	if strings.HasPrefix(d.Outcome, OutcomeQuarantined+":") {
+		if err := index.Put(u64(d.Seq), nil); err != nil {
+			return err
+		}
+	}
+	if d.Supersedes != 0 && len(index.Get(u64(d.Supersedes))) == 0 {
+		return index.Put(u64(d.Supersedes), u64(d.Seq))
+	}
+	return nil
+}
+
+// indexQuarantine fills the quarantine index from the decision log of a
+// store from before schema 4.
+func indexQuarantine(tx *bolt.Tx) error {
+	index := tx.Bucket(bucketQuarantine)
+	return tx.Bucket(bucketDecisions).ForEach(func(k, v []byte) error {
+		var d Decision
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("decision %x: %w", k, err)
+		}
+		return noteQuarantine(index, &d)
+	})
 }
 
 // DecisionBySeq returns one record by its sequence number, or ErrNotFound.

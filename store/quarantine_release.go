@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -28,18 +27,12 @@ func (t *Tx) QuarantineRecord(seq uint64) (q, settledBy *Decision, err error) {
 	if !strings.HasPrefix(q.Outcome, OutcomeQuarantined+":") {
 		return nil, nil, fmt.Errorf("record %d is %s, not a quarantine: %w", seq, q.Outcome, ErrNotRetryable)
 	}
-	// A superseding record comes after seq; walk forward from it, decoding
-	// only the records that supersede something (rare: retries, releases).
-	cur := t.tx.Bucket(bucketDecisions).Cursor()
-	for k, v := cur.Seek(u64(seq + 1)); k != nil; k, v = cur.Next() {
-		if !bytes.Contains(v, []byte(`"supersedes":`)) {
-			continue
-		}
-		d, err := t.decision(k)
+	if by := t.tx.Bucket(bucketQuarantine).Get(u64(seq)); len(by) == 8 {
+		d, err := t.decision(by)
 		if err != nil {
 			return nil, nil, err
 		}
-		if d != nil && d.Supersedes == seq {
+		if d != nil {
 			return q, d, nil
 		}
 	}

@@ -32,9 +32,10 @@ var (
 	bucketPending    = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
 	bucketAckHistory = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
 	bucketOutboxCase = []byte("outbox_by_case") // case ID, seq -> "" (a case's notifications; since schema 3)
+	bucketQuarantine = []byte("quarantine")     // quarantine record seq -> "", or the seq of the record that superseded it (since schema 4)
 	allBuckets       = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
 		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory,
-		bucketOutboxCase}
+		bucketOutboxCase, bucketQuarantine}
 )
 
 // schemaVersion 2 keeps a notification's message in bucketOutboxData, not
@@ -46,7 +47,12 @@ var (
 // or filing a bounce had walked every notification ever queued. An older
 // store is indexed when it is opened, and marked 3, so that an older
 // caseintake, which would queue rows the index misses, refuses it.
-const schemaVersion = 3
+//
+// Version 4 indexes the quarantine records (bucketQuarantine), each with
+// the record that superseded it: listing the quarantine, and showing one
+// record, had walked the whole decision log. An older store is indexed
+// when it is opened.
+const schemaVersion = 4
 
 // DBFile is the database's name inside data_dir.
 const DBFile = "caseintake.db"
@@ -105,6 +111,11 @@ func Open(dataDir string) (*Store, error) {
 				if got < 3 {
 					if err := indexOutboxByCase(tx); err != nil {
 						return fmt.Errorf("upgrade from schema version %d: index the outbox by case: %w", got, err)
+					}
+				}
+				if got < 4 {
+					if err := indexQuarantine(tx); err != nil {
+						return fmt.Errorf("upgrade from schema version %d: index the quarantine records: %w", got, err)
 					}
 				}
 				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/caseintake/caseintake/casemodel"
@@ -952,5 +953,53 @@ func TestAllAcksSinceCountsWithinATransaction(t *testing.T) {
 	}
 	if n := fresh(now.Add(30*time.Minute - time.Hour)); n != 4 {
 		t.Errorf("a transaction of its own counts %d; want 4", n)
+	}
+}
+
+// A store from before schema 4 has no quarantine index: opening it builds
+// one from the decision log, retries included, so that the quarantine
+// lists and shows as before.
+func TestSchema3StoreIsIndexedByQuarantineWhenOpened(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := func(key string) *Decision {
+		return &Decision{Mailbox: "support", UIDValidity: 1, MessageKey: key, Outcome: OutcomeQuarantined + ":mime", DecidedAt: t0}
+	}
+	var first, second, retry *Decision
+	if err := s.Update(func(tx *Tx) error {
+		first, second = q("a@example.test"), q("b@example.test")
+		for i, d := range []*Decision{first, {Mailbox: "support", UIDValidity: 1, UID: 2, MessageKey: "c@example.test", Outcome: OutcomeNewCase}, second} {
+			d.UID = uint32(i + 1)
+			if err := tx.RecordDecision(d); err != nil {
+				return err
+			}
+		}
+		retry = &Decision{Mailbox: "support", UIDValidity: 1, UID: 1, MessageKey: "a@example.test", Outcome: OutcomeNewCase, Supersedes: first.Seq}
+		return tx.RecordDecision(retry)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket(bucketQuarantine); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(3))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatalf("open a schema 3 store: %v", err)
+	}
+	defer s.Close()
+	listed, err := s.Quarantined(0)
+	if err != nil || len(listed) != 1 || listed[0].Seq != second.Seq {
+		t.Fatalf("Quarantined after the upgrade = %+v, %v; want record %d only", listed, err, second.Seq)
+	}
+	if _, settled, err := s.QuarantineRecord(first.Seq); err != nil || settled == nil || settled.Seq != retry.Seq {
+		t.Fatalf("QuarantineRecord(%d) settled by %+v, %v; want the retry %d", first.Seq, settled, err, retry.Seq)
 	}
 }

@@ -33,6 +33,8 @@ type Scale struct {
 	StoreListOpenMS       float64 `json:"store_list_open_ms"`
 	StoreListInProgressMS float64 `json:"store_list_in_progress_ms"`
 	LookupMS              float64 `json:"api_lookup_ms"`
+	QuarantineListMS      float64 `json:"api_quarantine_list_ms"`
+	QuarantineResults     int     `json:"quarantine_results"`
 	CaseViewMS            float64 `json:"api_case_view_ms"`
 	LifecycleMS           float64 `json:"lifecycle_pass_ms"`
 	ClosedCases           int     `json:"closed_cases"`
@@ -61,6 +63,10 @@ func scaleMsgID(i int) string { return fmt.Sprintf("scale.%d@client%d.example", 
 // scaleNotice stands in for a notification's message in the generated
 // store: a case view reads the rows, never the messages.
 var scaleNotice = []byte("Subject: [Case #0] Export job stuck\r\nAuto-Submitted: auto-generated\r\n\r\n" + strings.Repeat("New case from customer via mailbox support.\r\n", 10))
+
+// scaleQuarantineEvery is how often the generated store has a quarantined
+// message beside its cases: 100 in a million.
+const scaleQuarantineEvery = 10000
 
 // generateStore writes n cases, each with its opening message, Message-ID
 // index, decision record and the two notifications it sent (delivered),
@@ -132,6 +138,16 @@ func generateStore(dataDir string, n int) (time.Duration, error) {
 					RawRef: "sha256:0000", Size: 4096, ReceivedAt: at, DecidedAt: at}
 				if err := tx.RecordDecision(d); err != nil {
 					return err
+				}
+				if i%scaleQuarantineEvery == 0 {
+					// A message that could not be read, beside the cases.
+					qid := fmt.Sprintf("broken.%d@client%d.example", i, i%97)
+					q := &store.Decision{Mailbox: "support", UIDValidity: 1, UID: uint32(n + i + 1), MessageID: qid, MessageKey: qid,
+						From: from, Outcome: store.OutcomeQuarantined + ":mime", Signal: "malformed MIME", RawRef: "sha256:0000",
+						Size: 4096, ReceivedAt: at, DecidedAt: at}
+					if err := tx.RecordDecision(q); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -251,6 +267,10 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 		_, err := dm.get(fmt.Sprintf("/api/v1/cases/%d", n/2+1))
 		return err
 	}); err != nil {
+		return err
+	}
+	sc.QuarantineResults = (n + scaleQuarantineEvery - 1) / scaleQuarantineEvery
+	if sc.QuarantineListMS, err = medianOf(5, get("/api/v1/quarantine")); err != nil {
 		return err
 	}
 	// An agent opening one case: the case and its notifications.
