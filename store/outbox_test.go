@@ -186,19 +186,7 @@ func TestSchema2StoreIsIndexedByCaseWhenOpened(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a schema 2 caseintake left: the rows, no index.
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketOutboxCase); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(2))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if s, err = Open(dir); err != nil {
-		t.Fatalf("open a schema 2 store: %v", err)
-	}
-	defer s.Close()
+	s = reopenAsSchema(t, s, 2, bucketOutboxCase)
 	rows, err := s.Outbox(5)
 	if err != nil || len(rows) != 2 || rows[0].MessageID != "a0@example.test" || rows[1].MessageID != "a2@example.test" {
 		t.Fatalf("Outbox(5) after the upgrade = %+v, %v; want a0 and a2", rows, err)
@@ -211,4 +199,28 @@ func TestSchema2StoreIsIndexedByCaseWhenOpened(t *testing.T) {
 	if version != schemaVersion {
 		t.Fatalf("schema version %d after opening, want %d", version, schemaVersion)
 	}
+}
+
+// reopenAsSchema turns s into what a caseintake of schema version left,
+// without the buckets that came later, closes it and opens it again (the
+// upgrade runs). The store returned is closed when the test ends.
+func reopenAsSchema(t *testing.T, s *Store, version uint64, later ...[]byte) *Store {
+	t.Helper()
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range later {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(version))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err := Open(s.Dir())
+	if err != nil {
+		t.Fatalf("open a schema %d store: %v", version, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/caseintake/caseintake/casemodel"
@@ -982,19 +981,7 @@ func TestSchema3StoreIsIndexedByQuarantineWhenOpened(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucketQuarantine); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(3))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	if s, err = Open(dir); err != nil {
-		t.Fatalf("open a schema 3 store: %v", err)
-	}
-	defer s.Close()
+	s = reopenAsSchema(t, s, 3, bucketQuarantine)
 	listed, err := s.Quarantined(0)
 	if err != nil || len(listed) != 1 || listed[0].Seq != second.Seq {
 		t.Fatalf("Quarantined after the upgrade = %+v, %v; want record %d only", listed, err, second.Seq)
