@@ -58,9 +58,9 @@ func TestOutboxMessageKeptApartFromItsRow(t *testing.T) {
 	}
 }
 
-// A schema 1 store (messages base64 inside the rows) opens as schema 2:
-// its pending notification is sent with its message, and the first write
-// of the row moves the message out of it.
+// A schema 1 store (messages base64 inside the rows) opens as the current
+// schema: its pending notification is sent with its message, and the
+// first write of the row moves the message out of it.
 func TestSchema1StoreUpgradesAndItsRowsKeepTheirMessage(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
@@ -69,9 +69,6 @@ func TestSchema1StoreUpgradesAndItsRowsKeepTheirMessage(t *testing.T) {
 	}
 	msg := []byte("Subject: old row\r\n\r\nbody\r\n")
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(1)); err != nil {
-			return err
-		}
 		old := &Outgoing{Seq: 7, CaseID: 1, Kind: "ack", To: []string{"c@example.com"}, Data: msg, State: OutboxPending, CreatedAt: t0}
 		if err := putJSON(tx.Bucket(bucketOutbox), u64(7), old); err != nil {
 			return err
@@ -81,20 +78,7 @@ func TestSchema1StoreUpgradesAndItsRowsKeepTheirMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	s, err = Open(dir)
-	if err != nil {
-		t.Fatalf("open a schema 1 store: %v", err)
-	}
-	defer s.Close()
-	var version uint64
-	s.db.View(func(tx *bolt.Tx) error {
-		version = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get([]byte("schema_version")))
-		return nil
-	})
-	if version != schemaVersion {
-		t.Fatalf("schema version %d after opening, want %d", version, schemaVersion)
-	}
+	s = reopenAsSchema(t, s, 1, bucketOutboxCase, bucketQuarantine)
 	due, _, err := s.DueOutbox(t0, 10)
 	if err != nil || len(due) != 1 || !bytes.Equal(due[0].Data, msg) {
 		t.Fatalf("due = %+v, %v: want the old row with its message", due, err)
@@ -191,19 +175,12 @@ func TestSchema2StoreIsIndexedByCaseWhenOpened(t *testing.T) {
 	if err != nil || len(rows) != 2 || rows[0].MessageID != "a0@example.test" || rows[1].MessageID != "a2@example.test" {
 		t.Fatalf("Outbox(5) after the upgrade = %+v, %v; want a0 and a2", rows, err)
 	}
-	var version uint64
-	s.db.View(func(tx *bolt.Tx) error {
-		version = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get([]byte("schema_version")))
-		return nil
-	})
-	if version != schemaVersion {
-		t.Fatalf("schema version %d after opening, want %d", version, schemaVersion)
-	}
 }
 
 // reopenAsSchema turns s into what a caseintake of schema version left,
 // without the buckets that came later, closes it and opens it again (the
-// upgrade runs). The store returned is closed when the test ends.
+// upgrade runs), and checks that the store is marked with the current
+// schema. The store returned is closed when the test ends.
 func reopenAsSchema(t *testing.T, s *Store, version uint64, later ...[]byte) *Store {
 	t.Helper()
 	if err := s.db.Update(func(tx *bolt.Tx) error {
@@ -222,5 +199,13 @@ func reopenAsSchema(t *testing.T, s *Store, version uint64, later ...[]byte) *St
 		t.Fatalf("open a schema %d store: %v", version, err)
 	}
 	t.Cleanup(func() { s.Close() })
+	var got uint64
+	s.db.View(func(tx *bolt.Tx) error {
+		got = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get([]byte("schema_version")))
+		return nil
+	})
+	if got != schemaVersion {
+		t.Fatalf("schema version %d after opening a schema %d store, want %d", got, version, schemaVersion)
+	}
 	return s
 }
