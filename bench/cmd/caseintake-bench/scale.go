@@ -36,6 +36,7 @@ type Scale struct {
 	QuarantineListMS      float64 `json:"api_quarantine_list_ms"`
 	QuarantineResults     int     `json:"quarantine_results"`
 	CaseViewMS            float64 `json:"api_case_view_ms"`
+	MetricsMS             float64 `json:"metrics_scrape_ms"`
 	LifecycleMS           float64 `json:"lifecycle_pass_ms"`
 	ClosedCases           int     `json:"closed_cases"`
 	StoreLookupMS         float64 `json:"store_lookup_ms"`
@@ -271,6 +272,10 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 	}
 	sc.QuarantineResults = (n + scaleQuarantineEvery - 1) / scaleQuarantineEvery
 	if sc.QuarantineListMS, err = medianOf(5, get("/api/v1/quarantine")); err != nil {
+		return err
+	}
+	// A Prometheus scrape: cases by status and active cases by priority.
+	if sc.MetricsMS, err = medianOf(5, get("/metrics")); err != nil {
 		return err
 	}
 	// An agent opening one case: the case and its notifications.
