@@ -233,6 +233,13 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 		counts, err = st.CountByStatus()
 		sc.ClosedCases = counts[casemodel.Closed]
 	}
+	if err == nil {
+		// What the quarantine list below returns, read from the store
+		// rather than assumed from the generator.
+		var quarantined []*store.Decision
+		quarantined, err = st.Quarantined(0)
+		sc.QuarantineResults = len(quarantined)
+	}
 	st.Close()
 	if err != nil {
 		return err
@@ -270,7 +277,6 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 	}); err != nil {
 		return err
 	}
-	sc.QuarantineResults = (n + scaleQuarantineEvery - 1) / scaleQuarantineEvery
 	if sc.QuarantineListMS, err = medianOf(5, get("/api/v1/quarantine")); err != nil {
 		return err
 	}
