@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caseintake/caseintake/casemodel"
+	bolt "go.etcd.io/bbolt"
 )
 
 // NewCaseID takes the next case number from the database sequence. It is
@@ -29,22 +31,84 @@ func (t *Tx) Case(id uint64) (*casemodel.Case, error) {
 	return &c, nil
 }
 
-// PutCase writes c and keeps the status index in step with it.
+// PutCase writes c and keeps the status and requester indexes, and the
+// counts of cases, in step with it.
 func (t *Tx) PutCase(c *casemodel.Case) error {
 	cases := t.tx.Bucket(bucketCases)
-	idx := t.tx.Bucket(bucketByStatus)
+	byStatus, byRequester := t.tx.Bucket(bucketByStatus), t.tx.Bucket(bucketByRequester)
 	var old casemodel.Case
-	if ok, err := getJSON(cases, u64(c.ID), &old); err != nil {
+	ok, err := getJSON(cases, u64(c.ID), &old)
+	if err != nil {
 		return err
-	} else if ok && old.Status != c.Status {
-		if err := idx.Delete(statusKey(old.Status, c.ID)); err != nil {
+	}
+	if !ok || old.Status != c.Status {
+		if ok {
+			if err := byStatus.Delete(statusKey(old.Status, c.ID)); err != nil {
+				return err
+			}
+		}
+		if err := byStatus.Put(statusKey(c.Status, c.ID), nil); err != nil {
 			return err
 		}
 	}
-	if err := idx.Put(statusKey(c.Status, c.ID), nil); err != nil {
+	var was *casemodel.Case
+	if ok {
+		was = &old
+	}
+	if err := recount(t.tx, was, c); err != nil {
 		return err
 	}
+	if oldKey, key := requesterKey(old.Requester, c.ID), requesterKey(c.Requester, c.ID); !ok || !bytes.Equal(oldKey, key) {
+		if ok {
+			if err := byRequester.Delete(oldKey); err != nil {
+				return err
+			}
+		}
+		if err := byRequester.Put(key, nil); err != nil {
+			return err
+		}
+	}
 	return putJSON(cases, u64(c.ID), c)
+}
+
+// requesterKey is a case's key in the requester index: the address in
+// lower case, so that a search finds it however it is written.
+func requesterKey(requester string, id uint64) []byte {
+	return append(requesterPrefix(requester), u64(id)...)
+}
+
+// requesterPrefix is what the keys of requester's cases start with.
+func requesterPrefix(requester string) []byte {
+	return joinKey([]byte(strings.ToLower(requester)), nil)
+}
+
+// indexByRequester fills bucketByRequester from the cases (the upgrade
+// to schema 5). The keys go in sorted: bbolt splits a bucket's pages
+// only at commit, and inserting a million keys in the cases' order moved
+// the growing page's tail at every one (over ten minutes, against seconds).
+func indexByRequester(tx *bolt.Tx) error {
+	var keys [][]byte
+	err := tx.Bucket(bucketCases).ForEach(func(k, v []byte) error {
+		var c struct {
+			Requester string `json:"requester"`
+		}
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("case #%d: %w", binary.BigEndian.Uint64(k), err)
+		}
+		keys = append(keys, requesterKey(c.Requester, binary.BigEndian.Uint64(k)))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	byRequester := tx.Bucket(bucketByRequester)
+	for _, k := range keys {
+		if err := byRequester.Put(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func statusKey(s casemodel.Status, id uint64) []byte {
@@ -85,13 +149,16 @@ type Filter struct {
 	Limit  int // 0: no limit
 }
 
-// ListCases returns matching cases, newest first. With a status it walks
-// only that status's index, so the cost follows the result, not the store.
+// ListCases returns matching cases, newest first. With a requester it
+// walks only that requester's cases in the requester index, with a status
+// only that status's in the status index, so the cost follows the result,
+// not the store.
 func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	var out []*casemodel.Case
 	skipped := 0
 	match := func(c *casemodel.Case) bool {
-		return (f.Priority == "" || c.Priority == f.Priority) &&
+		return (f.Status == "" || c.Status == f.Status) &&
+			(f.Priority == "" || c.Priority == f.Priority) &&
 			(f.Assignee == "" || strings.EqualFold(c.Assignee, f.Assignee)) &&
 			(f.Requester == "" || strings.EqualFold(c.Requester, f.Requester)) &&
 			(f.Text == "" || strings.Contains(strings.ToLower(c.Subject), strings.ToLower(f.Text)))
@@ -109,29 +176,13 @@ func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 		return f.Limit == 0 || len(out) < f.Limit
 	}
 	err := s.View(func(t *Tx) error {
-		cases := t.tx.Bucket(bucketCases)
-		if f.Status != "" {
-			prefix := joinKey([]byte(f.Status), nil)
-			cur := t.tx.Bucket(bucketByStatus).Cursor()
-			// Walk the status's keys from the highest id down.
-			k, _ := cur.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
-			if k == nil {
-				k, _ = cur.Last()
-			} else {
-				k, _ = cur.Prev()
-			}
-			for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = cur.Prev() {
-				c, err := t.Case(binary.BigEndian.Uint64(k[len(prefix):]))
-				if err != nil {
-					return err
-				}
-				if !take(c) {
-					return nil
-				}
-			}
-			return nil
+		switch {
+		case f.Requester != "":
+			return t.walkIndexDown(bucketByRequester, requesterPrefix(f.Requester), take)
+		case f.Status != "":
+			return t.walkIndexDown(bucketByStatus, joinKey([]byte(f.Status), nil), take)
 		}
-		cur := cases.Cursor()
+		cur := t.tx.Bucket(bucketCases).Cursor()
 		for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
 			var c casemodel.Case
 			if err := json.Unmarshal(v, &c); err != nil {
@@ -146,6 +197,28 @@ func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	return out, err
 }
 
+// walkIndexDown hands take the cases whose keys in the index bucket are
+// prefix and a case ID, from the highest ID down, until take returns false.
+func (t *Tx) walkIndexDown(bucket, prefix []byte, take func(*casemodel.Case) bool) error {
+	cur := t.tx.Bucket(bucket).Cursor()
+	k, _ := cur.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+	if k == nil {
+		k, _ = cur.Last()
+	} else {
+		k, _ = cur.Prev()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = cur.Prev() {
+		c, err := t.Case(binary.BigEndian.Uint64(k[len(prefix):]))
+		if err != nil {
+			return err
+		}
+		if !take(c) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // GetCase returns one case.
 func (s *Store) GetCase(id uint64) (*casemodel.Case, error) {
 	var c *casemodel.Case
@@ -154,18 +227,4 @@ func (s *Store) GetCase(id uint64) (*casemodel.Case, error) {
 		return err
 	})
 	return c, err
-}
-
-// CountByStatus counts cases per status from the status index.
-func (s *Store) CountByStatus() (map[casemodel.Status]int, error) {
-	counts := map[casemodel.Status]int{}
-	err := s.View(func(t *Tx) error {
-		return t.tx.Bucket(bucketByStatus).ForEach(func(k, _ []byte) error {
-			if i := bytes.IndexByte(k, 0); i > 0 {
-				counts[casemodel.Status(k[:i])]++
-			}
-			return nil
-		})
-	})
-	return counts, err
 }

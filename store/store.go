@@ -18,24 +18,27 @@ import (
 
 // Bucket layout. Numeric keys are big-endian uint64 so cursors walk in order.
 var (
-	bucketMeta       = []byte("meta")           // "schema_version" -> u64, "message_id_key" -> 32 bytes
-	bucketCases      = []byte("cases")          // case ID -> casemodel.Case JSON
-	bucketByStatus   = []byte("by_status")      // status 0x00 case ID -> ""
-	bucketByMsgID    = []byte("by_msgid")       // Message-ID (incoming and ours) -> case ID
-	bucketDecisions  = []byte("decisions")      // seq -> Decision JSON
-	bucketByMsgKey   = []byte("by_msgkey")      // message key -> seq of its deciding record
-	bucketTrace      = []byte("trace")          // Message-ID 0x00 seq -> "" (every record, for trace)
-	bucketByUID      = []byte("by_uid")         // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
-	bucketCursors    = []byte("imap_cursor")    // mailbox name -> Cursor JSON
-	bucketOutbox     = []byte("outbox")         // seq -> Outgoing JSON (without the message since schema 2)
-	bucketOutboxData = []byte("outbox_data")    // seq -> the Outgoing's whole message, as sent
-	bucketPending    = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
-	bucketAckHistory = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
-	bucketOutboxCase = []byte("outbox_by_case") // case ID, seq -> "" (a case's notifications; since schema 3)
-	bucketQuarantine = []byte("quarantine")     // quarantine record seq -> "", or the seq of the record that superseded it (since schema 4)
-	allBuckets       = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
+	bucketMeta        = []byte("meta")           // "schema_version" -> u64, "message_id_key" -> 32 bytes
+	bucketCases       = []byte("cases")          // case ID -> casemodel.Case JSON
+	bucketByStatus    = []byte("by_status")      // status 0x00 case ID -> ""
+	bucketByMsgID     = []byte("by_msgid")       // Message-ID (incoming and ours) -> case ID
+	bucketDecisions   = []byte("decisions")      // seq -> Decision JSON
+	bucketByMsgKey    = []byte("by_msgkey")      // message key -> seq of its deciding record
+	bucketTrace       = []byte("trace")          // Message-ID 0x00 seq -> "" (every record, for trace)
+	bucketByUID       = []byte("by_uid")         // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
+	bucketCursors     = []byte("imap_cursor")    // mailbox name -> Cursor JSON
+	bucketOutbox      = []byte("outbox")         // seq -> Outgoing JSON (without the message since schema 2)
+	bucketOutboxData  = []byte("outbox_data")    // seq -> the Outgoing's whole message, as sent
+	bucketPending     = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
+	bucketAckHistory  = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
+	bucketOutboxCase  = []byte("outbox_by_case") // case ID, seq -> "" (a case's notifications; since schema 3)
+	bucketQuarantine  = []byte("quarantine")     // quarantine record seq -> "", or the seq of the record that superseded it (since schema 4)
+	bucketStatusN     = []byte("status_counts")  // status -> u64 number of cases in it (since schema 5)
+	bucketActiveN     = []byte("active_counts")  // priority -> u64 number of its cases neither closed nor archived (since schema 5)
+	bucketByRequester = []byte("by_requester")   // requester in lower case 0x00 case ID -> "" (since schema 5)
+	allBuckets        = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
 		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory,
-		bucketOutboxCase, bucketQuarantine}
+		bucketOutboxCase, bucketQuarantine, bucketStatusN, bucketActiveN, bucketByRequester}
 )
 
 // schemaVersion 2 keeps a notification's message in bucketOutboxData, not
@@ -52,7 +55,15 @@ var (
 // the record that superseded it: listing the quarantine, and showing one
 // record, had walked the whole decision log. An older store is indexed
 // when it is opened.
-const schemaVersion = 4
+//
+// Version 5 keeps the number of cases in each status (bucketStatusN) and
+// of active cases in each priority (bucketActiveN), and indexes the cases
+// by requester (bucketByRequester): the counts /metrics reports on every
+// scrape had walked the whole status index and read every active case,
+// and a search for a customer's cases read every case. An older store is counted and
+// indexed when it is opened, and marked 5, so that an older caseintake,
+// which would change cases without either, refuses it.
+const schemaVersion = 5
 
 // DBFile is the database's name inside data_dir.
 const DBFile = "caseintake.db"
@@ -116,6 +127,14 @@ func Open(dataDir string) (*Store, error) {
 				if got < 4 {
 					if err := indexQuarantine(tx); err != nil {
 						return fmt.Errorf("upgrade from schema version %d: index the quarantine records: %w", got, err)
+					}
+				}
+				if got < 5 {
+					if err := countCases(tx); err != nil {
+						return fmt.Errorf("upgrade from schema version %d: count the cases: %w", got, err)
+					}
+					if err := indexByRequester(tx); err != nil {
+						return fmt.Errorf("upgrade from schema version %d: index the cases by requester: %w", got, err)
 					}
 				}
 				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/caseintake/caseintake/casemodel"
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
@@ -988,5 +991,214 @@ func TestSchema3StoreIsIndexedByQuarantineWhenOpened(t *testing.T) {
 	}
 	if _, settled, err := s.QuarantineRecord(first.Seq); err != nil || settled == nil || settled.Seq != retry.Seq {
 		t.Fatalf("QuarantineRecord(%d) settled by %+v, %v; want the retry %d", first.Seq, settled, err, retry.Seq)
+	}
+}
+
+// putCases stores a new case in each of statuses, in order, and returns
+// their IDs.
+func putCases(t *testing.T, s *Store, statuses ...casemodel.Status) []uint64 {
+	t.Helper()
+	return putNewCases(t, s, len(statuses), func(i int, c *casemodel.Case) {
+		if statuses[i] != c.Status {
+			c.SetStatus(statuses[i], "agent:ann", "", t0)
+		}
+	})
+}
+
+// putNewCases stores n new cases, each as shape leaves it, in one
+// transaction, and returns their IDs.
+func putNewCases(t *testing.T, s *Store, n int, shape func(i int, c *casemodel.Case)) []uint64 {
+	t.Helper()
+	var ids []uint64
+	if err := s.Update(func(tx *Tx) error {
+		for i := range n {
+			id, err := tx.NewCaseID()
+			if err != nil {
+				return err
+			}
+			c := casemodel.New(id, "subject", "a@example.com", "", "support", casemodel.Normal, t0)
+			shape(i, c)
+			if err := tx.PutCase(c); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// statusIndexCounts counts the status index's keys: what CountByStatus
+// must agree with.
+func statusIndexCounts(t *testing.T, s *Store) map[casemodel.Status]int {
+	t.Helper()
+	counts := map[casemodel.Status]int{}
+	s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketByStatus).ForEach(func(k, _ []byte) error {
+			counts[casemodel.Status(k[:bytes.IndexByte(k, 0)])]++
+			return nil
+		})
+	})
+	return counts
+}
+
+func TestCountsFollowStatusAndPriorityChanges(t *testing.T) {
+	s := openTest(t)
+	ids := putCases(t, s, casemodel.Open, casemodel.Open, casemodel.Open, casemodel.SolutionProvided)
+	change := func(id uint64, to casemodel.Status, prio casemodel.Priority) error {
+		return s.Update(func(tx *Tx) error {
+			c, err := tx.Case(id)
+			if err != nil {
+				return err
+			}
+			if to != c.Status {
+				c.SetStatus(to, "agent:ann", "", t0)
+			}
+			c.Priority = prio
+			return tx.PutCase(c)
+		})
+	}
+	for _, step := range []struct {
+		id   uint64
+		to   casemodel.Status
+		prio casemodel.Priority
+	}{
+		{ids[0], casemodel.InProgress, casemodel.Normal},
+		{ids[1], casemodel.SolutionProvided, casemodel.Normal},
+		{ids[1], casemodel.Open, casemodel.Urgent}, // both at once
+		{ids[3], casemodel.Closed, casemodel.Normal},
+		{ids[3], casemodel.Closed, casemodel.High}, // a closed case counts in no priority
+		{ids[2], casemodel.Open, casemodel.Normal}, // no change
+		{ids[0], casemodel.InProgress, casemodel.Low},
+	} {
+		if err := change(step.id, step.to, step.prio); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A failed transaction changes no count.
+	boom := errors.New("boom")
+	if err := s.Update(func(tx *Tx) error {
+		c, _ := tx.Case(ids[2])
+		c.SetStatus(casemodel.Closed, "agent:ann", "", t0)
+		if err := tx.PutCase(c); err != nil {
+			return err
+		}
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("Update = %v, want boom", err)
+	}
+	counts, err := s.CountByStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[casemodel.Status]int{casemodel.Open: 2, casemodel.InProgress: 1, casemodel.Closed: 1}
+	if !maps.Equal(counts, want) {
+		t.Fatalf("CountByStatus = %v, want %v", counts, want)
+	}
+	if index := statusIndexCounts(t, s); !maps.Equal(counts, index) {
+		t.Fatalf("CountByStatus = %v, but the status index holds %v", counts, index)
+	}
+	prios, err := s.CountActiveByPriority()
+	wantPrios := map[casemodel.Priority]int{casemodel.Urgent: 1, casemodel.Normal: 1, casemodel.Low: 1}
+	if err != nil || !maps.Equal(prios, wantPrios) {
+		t.Fatalf("CountActiveByPriority = %v, %v; want %v", prios, err, wantPrios)
+	}
+}
+
+func TestSchema4StoreIsCountedWhenOpened(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putCases(t, s, casemodel.Open, casemodel.Closed, casemodel.OnHold, casemodel.Archived)
+	s = reopenAsSchema(t, s, 4, bucketStatusN, bucketActiveN)
+	counts, err := s.CountByStatus()
+	want := map[casemodel.Status]int{casemodel.Open: 1, casemodel.OnHold: 1, casemodel.Closed: 1, casemodel.Archived: 1}
+	if err != nil || !maps.Equal(counts, want) {
+		t.Fatalf("CountByStatus after the upgrade = %v, %v; want %v", counts, err, want)
+	}
+	prios, err := s.CountActiveByPriority()
+	if err != nil || !maps.Equal(prios, map[casemodel.Priority]int{casemodel.Normal: 2}) {
+		t.Fatalf("CountActiveByPriority after the upgrade = %v, %v; want normal 2", prios, err)
+	}
+	// And they are kept from there on.
+	putCases(t, s, casemodel.Open)
+	if counts, _ := s.CountByStatus(); counts[casemodel.Open] != 2 {
+		t.Fatalf("open after one more case = %d, want 2", counts[casemodel.Open])
+	}
+}
+
+// putRequesterCases stores a new open case from each of requesters, in
+// order, and returns their IDs.
+func putRequesterCases(t *testing.T, s *Store, requesters ...string) []uint64 {
+	t.Helper()
+	return putNewCases(t, s, len(requesters), func(i int, c *casemodel.Case) { c.Requester = requesters[i] })
+}
+
+// spoilCase overwrites a case's record with bytes no walk can decode: a
+// listing that reads it fails.
+func spoilCase(t *testing.T, s *Store, id uint64) {
+	t.Helper()
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCases).Put(u64(id), []byte("{not json"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A search by requester reads that requester's cases only, however the
+// address is written, newest first, and with the other filters applied.
+func TestListCasesByRequesterReadsTheirCasesOnly(t *testing.T) {
+	s := openTest(t)
+	ids := putRequesterCases(t, s, "Alice@Customer.example", "bob@customer.example", "alice@customer.example",
+		"alice@customer.example.org", "ALICE@CUSTOMER.EXAMPLE")
+	if err := s.Update(func(tx *Tx) error {
+		c, err := tx.Case(ids[2])
+		if err != nil {
+			return err
+		}
+		c.SetStatus(casemodel.Closed, "agent:ann", "", t0)
+		return tx.PutCase(c)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	spoilCase(t, s, ids[1])
+	spoilCase(t, s, ids[3])
+	for _, tc := range []struct {
+		f    Filter
+		want []uint64
+	}{
+		{Filter{Requester: "alice@customer.example"}, []uint64{ids[4], ids[2], ids[0]}},
+		{Filter{Requester: "aLiCe@customer.EXAMPLE", Status: casemodel.Open}, []uint64{ids[4], ids[0]}},
+		{Filter{Requester: "alice@customer.example", Limit: 1, Offset: 1}, []uint64{ids[2]}},
+		{Filter{Requester: "carol@customer.example"}, nil},
+	} {
+		got, err := s.ListCases(tc.f)
+		if err != nil {
+			t.Fatalf("ListCases(%+v): %v (it read a case of another requester)", tc.f, err)
+		}
+		if !slices.Equal(caseIDs(got), tc.want) {
+			t.Errorf("ListCases(%+v) = %v, want %v", tc.f, caseIDs(got), tc.want)
+		}
+	}
+}
+
+// A store from before schema 5 has neither the counts nor the requester
+// index: opening it makes both from its cases.
+func TestSchema4StoreIsIndexedByRequesterWhenOpened(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := putRequesterCases(t, s, "alice@customer.example", "bob@customer.example", "Alice@customer.example")
+	s = reopenAsSchema(t, s, 4, bucketStatusN, bucketByRequester)
+	spoilCase(t, s, ids[1])
+	got, err := s.ListCases(Filter{Requester: "alice@customer.example"})
+	if err != nil || !slices.Equal(caseIDs(got), []uint64{ids[2], ids[0]}) {
+		t.Fatalf("alice's cases after the upgrade = %v, %v; want %v", caseIDs(got), err, []uint64{ids[2], ids[0]})
 	}
 }

@@ -35,6 +35,8 @@ type Scale struct {
 	LookupMS              float64 `json:"api_lookup_ms"`
 	QuarantineListMS      float64 `json:"api_quarantine_list_ms"`
 	QuarantineResults     int     `json:"quarantine_results"`
+	RequesterListMS       float64 `json:"api_list_requester_ms"`
+	RequesterResults      int     `json:"requester_results"`
 	CaseViewMS            float64 `json:"api_case_view_ms"`
 	MetricsMS             float64 `json:"metrics_scrape_ms"`
 	LifecycleMS           float64 `json:"lifecycle_pass_ms"`
@@ -60,6 +62,10 @@ func scaleStatus(i, n int) casemodel.Status {
 }
 
 func scaleMsgID(i int) string { return fmt.Sprintf("scale.%d@client%d.example", i, i%97) }
+
+// scaleRequester is who opened case i: 5,000 customers at 97 domains, so
+// that an address has about one case in 485,000.
+func scaleRequester(i int) string { return fmt.Sprintf("customer%d@client%d.example", i%5000, i%97) }
 
 // scaleNotice stands in for a notification's message in the generated
 // store: a case view reads the rows, never the messages.
@@ -93,7 +99,7 @@ func generateStore(dataDir string, n int) (time.Duration, error) {
 					return err
 				}
 				at := base.Add(time.Duration(i) * 30 * time.Second)
-				from := fmt.Sprintf("customer%d@client%d.example", i%5000, i%97)
+				from := scaleRequester(i)
 				subj := fmt.Sprintf("Export job %d stuck since the update", i)
 				c := casemodel.New(id, subj, from, "Customer", "support", casemodel.Normal, at)
 				msgID := scaleMsgID(i)
@@ -240,6 +246,11 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 		quarantined, err = st.Quarantined(0)
 		sc.QuarantineResults = len(quarantined)
 	}
+	if err == nil {
+		var theirs []*casemodel.Case
+		theirs, err = st.ListCases(store.Filter{Requester: scaleRequester(n / 2)})
+		sc.RequesterResults = len(theirs)
+	}
 	st.Close()
 	if err != nil {
 		return err
@@ -278,6 +289,10 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 		return err
 	}
 	if sc.QuarantineListMS, err = medianOf(5, get("/api/v1/quarantine")); err != nil {
+		return err
+	}
+	// An agent looking up a customer's cases.
+	if sc.RequesterListMS, err = medianOf(5, get("/api/v1/cases?requester="+url.QueryEscape(scaleRequester(n/2)))); err != nil {
 		return err
 	}
 	// A Prometheus scrape: cases by status and active cases by priority.
