@@ -31,81 +31,115 @@ func (t *Tx) Case(id uint64) (*casemodel.Case, error) {
 	return &c, nil
 }
 
-// PutCase writes c and keeps the status and requester indexes, and the
-// counts of cases, in step with it.
+// caseIndex is a bucket whose keys name cases by one of their fields.
+type caseIndex struct {
+	bucket []byte
+	key    func(c *casemodel.Case) []byte // nil: the case is not in it
+}
+
+// caseIndexes are kept by PutCase.
+var caseIndexes = []caseIndex{
+	{bucketByStatus, func(c *casemodel.Case) []byte { return statusKey(c.Status, c.ID) }},
+	{bucketByRequester, requesterIndexKey},
+	{bucketByAssignee, assigneeIndexKey},
+}
+
+func requesterIndexKey(c *casemodel.Case) []byte { return addressKey(c.Requester, c.ID) }
+
+// assigneeIndexKey is nil for an unassigned case: it is in no agent's list.
+func assigneeIndexKey(c *casemodel.Case) []byte {
+	if c.Assignee == "" {
+		return nil
+	}
+	return addressKey(c.Assignee, c.ID)
+}
+
+// PutCase writes c and keeps the indexes (status, requester, assignee),
+// and the counts of cases, in step with it.
 func (t *Tx) PutCase(c *casemodel.Case) error {
 	cases := t.tx.Bucket(bucketCases)
-	byStatus, byRequester := t.tx.Bucket(bucketByStatus), t.tx.Bucket(bucketByRequester)
 	var old casemodel.Case
 	ok, err := getJSON(cases, u64(c.ID), &old)
 	if err != nil {
 		return err
 	}
-	if !ok || old.Status != c.Status {
-		if ok {
-			if err := byStatus.Delete(statusKey(old.Status, c.ID)); err != nil {
-				return err
-			}
-		}
-		if err := byStatus.Put(statusKey(c.Status, c.ID), nil); err != nil {
-			return err
-		}
-	}
 	var was *casemodel.Case
 	if ok {
 		was = &old
 	}
-	if err := recount(t.tx, was, c); err != nil {
-		return err
-	}
-	if oldKey, key := requesterKey(old.Requester, c.ID), requesterKey(c.Requester, c.ID); !ok || !bytes.Equal(oldKey, key) {
-		if ok {
-			if err := byRequester.Delete(oldKey); err != nil {
+	for _, ix := range caseIndexes {
+		var oldKey []byte
+		if was != nil {
+			oldKey = ix.key(was)
+		}
+		newKey := ix.key(c)
+		if bytes.Equal(oldKey, newKey) {
+			continue // an unchanged key is not written again: that would dirty its page
+		}
+		b := t.tx.Bucket(ix.bucket)
+		if oldKey != nil {
+			if err := b.Delete(oldKey); err != nil {
 				return err
 			}
 		}
-		if err := byRequester.Put(key, nil); err != nil {
-			return err
+		if newKey != nil {
+			if err := b.Put(newKey, nil); err != nil {
+				return err
+			}
 		}
+	}
+	if err := recount(t.tx, was, c); err != nil {
+		return err
 	}
 	return putJSON(cases, u64(c.ID), c)
 }
 
-// requesterKey is a case's key in the requester index: the address in
-// lower case, so that a search finds it however it is written.
-func requesterKey(requester string, id uint64) []byte {
-	return append(requesterPrefix(requester), u64(id)...)
+// addressKey is a case's key in the requester and assignee indexes: the
+// address in lower case, so that a search finds it however it is written.
+func addressKey(address string, id uint64) []byte {
+	return append(addressPrefix(address), u64(id)...)
 }
 
-// requesterPrefix is what the keys of requester's cases start with.
-func requesterPrefix(requester string) []byte {
-	return joinKey([]byte(strings.ToLower(requester)), nil)
+// addressPrefix is what the keys of an address's cases start with.
+func addressPrefix(address string) []byte {
+	return joinKey([]byte(strings.ToLower(address)), nil)
 }
 
-// indexByRequester fills bucketByRequester from the cases (the upgrade
-// to schema 5). The keys go in sorted: bbolt splits a bucket's pages
-// only at commit, and inserting a million keys in the cases' order moved
-// the growing page's tail at every one (over ten minutes, against seconds).
-func indexByRequester(tx *bolt.Tx) error {
-	var keys [][]byte
+// indexByAddress fills bucketByRequester and bucketByAssignee from the
+// cases (the upgrade to schema 5). The keys go in sorted: bbolt splits a
+// bucket's pages only at commit, and inserting a million keys in the
+// cases' order moved the growing page's tail at every one (over ten
+// minutes, against seconds).
+func indexByAddress(tx *bolt.Tx) error {
+	var requesters, assignees [][]byte
 	err := tx.Bucket(bucketCases).ForEach(func(k, v []byte) error {
-		var c struct {
+		var f struct {
 			Requester string `json:"requester"`
+			Assignee  string `json:"assignee"`
 		}
-		if err := json.Unmarshal(v, &c); err != nil {
+		if err := json.Unmarshal(v, &f); err != nil {
 			return fmt.Errorf("case #%d: %w", binary.BigEndian.Uint64(k), err)
 		}
-		keys = append(keys, requesterKey(c.Requester, binary.BigEndian.Uint64(k)))
+		c := casemodel.Case{ID: binary.BigEndian.Uint64(k), Requester: f.Requester, Assignee: f.Assignee}
+		requesters = append(requesters, requesterIndexKey(&c))
+		if key := assigneeIndexKey(&c); key != nil {
+			assignees = append(assignees, key)
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(keys, bytes.Compare)
-	byRequester := tx.Bucket(bucketByRequester)
-	for _, k := range keys {
-		if err := byRequester.Put(k, nil); err != nil {
-			return err
+	for _, ix := range []struct {
+		bucket []byte
+		keys   [][]byte
+	}{{bucketByRequester, requesters}, {bucketByAssignee, assignees}} {
+		slices.SortFunc(ix.keys, bytes.Compare)
+		b := tx.Bucket(ix.bucket)
+		for _, k := range ix.keys {
+			if err := b.Put(k, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -149,10 +183,10 @@ type Filter struct {
 	Limit  int // 0: no limit
 }
 
-// ListCases returns matching cases, newest first. With a requester it
-// walks only that requester's cases in the requester index, with a status
-// only that status's in the status index, so the cost follows the result,
-// not the store.
+// ListCases returns matching cases, newest first. With a requester, an
+// assignee or a status it walks only the cases of that one in its index
+// (in that order of preference), the other filters applied on the way, so
+// the cost follows the result, not the store.
 func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	var out []*casemodel.Case
 	skipped := 0
@@ -178,7 +212,9 @@ func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	err := s.View(func(t *Tx) error {
 		switch {
 		case f.Requester != "":
-			return t.walkIndexDown(bucketByRequester, requesterPrefix(f.Requester), take)
+			return t.walkIndexDown(bucketByRequester, addressPrefix(f.Requester), take)
+		case f.Assignee != "":
+			return t.walkIndexDown(bucketByAssignee, addressPrefix(f.Assignee), take)
 		case f.Status != "":
 			return t.walkIndexDown(bucketByStatus, joinKey([]byte(f.Status), nil), take)
 		}

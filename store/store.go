@@ -36,9 +36,10 @@ var (
 	bucketStatusN     = []byte("status_counts")  // status -> u64 number of cases in it (since schema 5)
 	bucketActiveN     = []byte("active_counts")  // priority -> u64 number of its cases neither closed nor archived (since schema 5)
 	bucketByRequester = []byte("by_requester")   // requester in lower case 0x00 case ID -> "" (since schema 5)
+	bucketByAssignee  = []byte("by_assignee")    // assignee in lower case 0x00 case ID -> "", assigned cases only (since schema 5)
 	allBuckets        = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
 		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory,
-		bucketOutboxCase, bucketQuarantine, bucketStatusN, bucketActiveN, bucketByRequester}
+		bucketOutboxCase, bucketQuarantine, bucketStatusN, bucketActiveN, bucketByRequester, bucketByAssignee}
 )
 
 // schemaVersion 2 keeps a notification's message in bucketOutboxData, not
@@ -58,9 +59,10 @@ var (
 //
 // Version 5 keeps the number of cases in each status (bucketStatusN) and
 // of active cases in each priority (bucketActiveN), and indexes the cases
-// by requester (bucketByRequester): the counts /metrics reports on every
-// scrape had walked the whole status index and read every active case,
-// and a search for a customer's cases read every case. An older store is counted and
+// by requester and assignee (bucketByRequester, bucketByAssignee): the
+// counts /metrics reports on every scrape had walked the whole status
+// index and read every active case, and a search for a customer's cases,
+// or an agent's list of theirs, read every case. An older store is counted and
 // indexed when it is opened, and marked 5, so that an older caseintake,
 // which would change cases without either, refuses it.
 const schemaVersion = 5
@@ -133,8 +135,8 @@ func Open(dataDir string) (*Store, error) {
 					if err := countCases(tx); err != nil {
 						return fmt.Errorf("upgrade from schema version %d: count the cases: %w", got, err)
 					}
-					if err := indexByRequester(tx); err != nil {
-						return fmt.Errorf("upgrade from schema version %d: index the cases by requester: %w", got, err)
+					if err := indexByAddress(tx); err != nil {
+						return fmt.Errorf("upgrade from schema version %d: index the cases by requester and assignee: %w", got, err)
 					}
 				}
 				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {

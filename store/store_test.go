@@ -1187,18 +1187,61 @@ func TestListCasesByRequesterReadsTheirCasesOnly(t *testing.T) {
 }
 
 // A store from before schema 5 has neither the counts nor the requester
-// index: opening it makes both from its cases.
-func TestSchema4StoreIsIndexedByRequesterWhenOpened(t *testing.T) {
+// and assignee indexes: opening it makes them from its cases.
+func TestSchema4StoreIsIndexedByRequesterAndAssigneeWhenOpened(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := putRequesterCases(t, s, "alice@customer.example", "bob@customer.example", "Alice@customer.example")
-	s = reopenAsSchema(t, s, 4, bucketStatusN, bucketByRequester)
+	requesters := []string{"alice@customer.example", "bob@customer.example", "Alice@customer.example"}
+	agents := []string{"ann@example.com", "", "ann@example.com"}
+	ids := putNewCases(t, s, 3, func(i int, c *casemodel.Case) {
+		c.Requester = requesters[i]
+		c.Assign(agents[i], "agent:lead", t0)
+	})
+	s = reopenAsSchema(t, s, 4, bucketStatusN, bucketByRequester, bucketByAssignee)
 	spoilCase(t, s, ids[1])
 	got, err := s.ListCases(Filter{Requester: "alice@customer.example"})
 	if err != nil || !slices.Equal(caseIDs(got), []uint64{ids[2], ids[0]}) {
 		t.Fatalf("alice's cases after the upgrade = %v, %v; want %v", caseIDs(got), err, []uint64{ids[2], ids[0]})
+	}
+	got, err = s.ListCases(Filter{Assignee: "ann@example.com"})
+	if err != nil || !slices.Equal(caseIDs(got), []uint64{ids[2], ids[0]}) {
+		t.Fatalf("ann's cases after the upgrade = %v, %v; want %v", caseIDs(got), err, []uint64{ids[2], ids[0]})
+	}
+}
+
+// An agent's list reads the cases assigned to them only, and follows
+// assignments as they change.
+func TestListCasesByAssigneeFollowsAssignments(t *testing.T) {
+	s := openTest(t)
+	agents := []string{"ann@example.com", "Ann@Example.com", "bob@example.com", "", "ann@example.com"}
+	ids := putNewCases(t, s, len(agents), func(i int, c *casemodel.Case) { c.Assign(agents[i], "agent:lead", t0) })
+	assign := func(id uint64, agent string) {
+		t.Helper()
+		if err := s.Update(func(tx *Tx) error {
+			c, err := tx.Case(id)
+			if err != nil {
+				return err
+			}
+			c.Assign(agent, "agent:lead", t0)
+			return tx.PutCase(c)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assign(ids[4], "")                // unassigned
+	assign(ids[2], "ann@example.com") // from bob to ann
+	assign(ids[3], "bob@example.com") // newly assigned
+	spoilCase(t, s, ids[4])           // in nobody's list now: never read
+	for agent, want := range map[string][]uint64{
+		"ANN@example.com": {ids[2], ids[1], ids[0]},
+		"bob@example.com": {ids[3]},
+	} {
+		got, err := s.ListCases(Filter{Assignee: agent})
+		if err != nil || !slices.Equal(caseIDs(got), want) {
+			t.Errorf("ListCases(assignee %s) = %v, %v; want %v", agent, caseIDs(got), err, want)
+		}
 	}
 }

@@ -186,6 +186,7 @@ func printTable(w io.Writer, r *Results) {
 		row(n+": case view (GET /api/v1/cases/N, with its notifications)", fmt.Sprintf("%.2f ms", s.CaseViewMS), "", "∝ result", "")
 		row(n+fmt.Sprintf(": quarantine list (%d results), API", s.QuarantineResults), fmt.Sprintf("%.2f ms", s.QuarantineListMS), "", "∝ result", "")
 		row(n+fmt.Sprintf(": list --requester (%d results), API", s.RequesterResults), fmt.Sprintf("%.2f ms", s.RequesterListMS), "", "∝ result", "")
+		row(n+fmt.Sprintf(": list --assignee (%d results), API", s.AssigneeResults), fmt.Sprintf("%.1f ms", s.AssigneeListMS), "", "∝ result", "")
 		row(n+": /metrics scrape (cases by status, active cases by priority)", fmt.Sprintf("%.1f ms", s.MetricsMS), "", "", "")
 		row(n+": `trace MESSAGE-ID` CLI", fmt.Sprintf("%.0f ms", s.CLITraceMS), "", "", "")
 	}

@@ -37,6 +37,8 @@ type Scale struct {
 	QuarantineResults     int     `json:"quarantine_results"`
 	RequesterListMS       float64 `json:"api_list_requester_ms"`
 	RequesterResults      int     `json:"requester_results"`
+	AssigneeListMS        float64 `json:"api_list_assignee_ms"`
+	AssigneeResults       int     `json:"assignee_results"`
 	CaseViewMS            float64 `json:"api_case_view_ms"`
 	MetricsMS             float64 `json:"metrics_scrape_ms"`
 	LifecycleMS           float64 `json:"lifecycle_pass_ms"`
@@ -66,6 +68,10 @@ func scaleMsgID(i int) string { return fmt.Sprintf("scale.%d@client%d.example", 
 // scaleRequester is who opened case i: 5,000 customers at 97 domains, so
 // that an address has about one case in 485,000.
 func scaleRequester(i int) string { return fmt.Sprintf("customer%d@client%d.example", i%5000, i%97) }
+
+// scaleAgent is who works on case i when it is in progress: ten agents
+// share those cases.
+func scaleAgent(i int) string { return fmt.Sprintf("agent%d@example.test", i/100%10) }
 
 // scaleNotice stands in for a notification's message in the generated
 // store: a case view reads the rows, never the messages.
@@ -109,6 +115,9 @@ func generateStore(dataDir string, n int) (time.Duration, error) {
 				c.FirstResponseAt, c.DueAt = &answered, nil
 				if s := scaleStatus(i, n); s != casemodel.Open {
 					c.Status = s
+					if s == casemodel.InProgress {
+						c.Assignee = scaleAgent(i)
+					}
 					c.AddEvent(casemodel.Event{At: answered, Actor: "agent@example.test", Kind: "status", From: string(casemodel.Open), To: string(s)})
 					switch s {
 					case casemodel.Closed:
@@ -251,6 +260,11 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 		theirs, err = st.ListCases(store.Filter{Requester: scaleRequester(n / 2)})
 		sc.RequesterResults = len(theirs)
 	}
+	if err == nil {
+		var mine []*casemodel.Case
+		mine, err = st.ListCases(store.Filter{Assignee: scaleAgent(1)})
+		sc.AssigneeResults = len(mine)
+	}
 	st.Close()
 	if err != nil {
 		return err
@@ -293,6 +307,10 @@ func storeScale(o options, s *stack, n int, res *Results) error {
 	}
 	// An agent looking up a customer's cases.
 	if sc.RequesterListMS, err = medianOf(5, get("/api/v1/cases?requester="+url.QueryEscape(scaleRequester(n/2)))); err != nil {
+		return err
+	}
+	// An agent's own list.
+	if sc.AssigneeListMS, err = medianOf(5, get("/api/v1/cases?assignee="+url.QueryEscape(scaleAgent(1)))); err != nil {
 		return err
 	}
 	// A Prometheus scrape: cases by status and active cases by priority.
