@@ -184,9 +184,8 @@ type Filter struct {
 }
 
 // ListCases returns matching cases, newest first. With a requester, an
-// assignee or a status it walks only the cases of that one in its index
-// (in that order of preference), the other filters applied on the way, so
-// the cost follows the result, not the store.
+// assignee or a status it reads only the cases that pass those filters,
+// found in their indexes, so the cost follows the result, not the store.
 func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	var out []*casemodel.Case
 	skipped := 0
@@ -210,13 +209,8 @@ func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 		return f.Limit == 0 || len(out) < f.Limit
 	}
 	err := s.View(func(t *Tx) error {
-		switch {
-		case f.Requester != "":
-			return t.walkIndexDown(bucketByRequester, addressPrefix(f.Requester), take)
-		case f.Assignee != "":
-			return t.walkIndexDown(bucketByAssignee, addressPrefix(f.Assignee), take)
-		case f.Status != "":
-			return t.walkIndexDown(bucketByStatus, joinKey([]byte(f.Status), nil), take)
+		if ix := f.indexed(); len(ix) > 0 {
+			return t.walkIndexed(ix, take)
 		}
 		cur := t.tx.Bucket(bucketCases).Cursor()
 		for k, v := cur.Last(); k != nil; k, v = cur.Prev() {
@@ -233,18 +227,52 @@ func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	return out, err
 }
 
-// walkIndexDown hands take the cases whose keys in the index bucket are
-// prefix and a case ID, from the highest ID down, until take returns false.
-func (t *Tx) walkIndexDown(bucket, prefix []byte, take func(*casemodel.Case) bool) error {
-	cur := t.tx.Bucket(bucket).Cursor()
+// indexedFilter is a filter an index answers: the keys of the cases that
+// pass it are prefix and the case ID.
+type indexedFilter struct {
+	bucket, prefix []byte
+}
+
+// indexed returns the filters of f that an index answers, the one
+// likely to pass the fewest cases first: a customer's cases, an agent's,
+// then a status's.
+func (f Filter) indexed() []indexedFilter {
+	var ix []indexedFilter
+	if f.Requester != "" {
+		ix = append(ix, indexedFilter{bucketByRequester, addressPrefix(f.Requester)})
+	}
+	if f.Assignee != "" {
+		ix = append(ix, indexedFilter{bucketByAssignee, addressPrefix(f.Assignee)})
+	}
+	if f.Status != "" {
+		ix = append(ix, indexedFilter{bucketByStatus, joinKey([]byte(f.Status), nil)})
+	}
+	return ix
+}
+
+// walkIndexed hands take the cases that pass every filter of ix, from the
+// highest ID down, until take returns false. It walks the first filter's
+// keys and looks each case up in the others' indexes, so that a case is
+// read only once it passes them all: an agent's open cases cost their
+// open cases, not their whole history.
+func (t *Tx) walkIndexed(ix []indexedFilter, take func(*casemodel.Case) bool) error {
+	prefix := ix[0].prefix
+	cur := t.tx.Bucket(ix[0].bucket).Cursor()
 	k, _ := cur.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
 	if k == nil {
 		k, _ = cur.Last()
 	} else {
 		k, _ = cur.Prev()
 	}
+next:
 	for ; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = cur.Prev() {
-		c, err := t.Case(binary.BigEndian.Uint64(k[len(prefix):]))
+		id := k[len(prefix):]
+		for _, o := range ix[1:] {
+			if t.tx.Bucket(o.bucket).Get(append(o.prefix[:len(o.prefix):len(o.prefix)], id...)) == nil {
+				continue next
+			}
+		}
+		c, err := t.Case(binary.BigEndian.Uint64(id))
 		if err != nil {
 			return err
 		}

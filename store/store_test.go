@@ -1245,3 +1245,47 @@ func TestListCasesByAssigneeFollowsAssignments(t *testing.T) {
 		}
 	}
 }
+
+// With several indexed filters, a case that fails one of them is never
+// read: an agent's open cases cost those, not their whole history.
+func TestListCasesReadsOnlyCasesPassingEveryIndexedFilter(t *testing.T) {
+	s := openTest(t)
+	type spec struct {
+		requester, agent string
+		status           casemodel.Status
+	}
+	specs := []spec{
+		{"alice@customer.example", "ann@example.com", casemodel.Open},
+		{"alice@customer.example", "ann@example.com", casemodel.Archived},
+		{"bob@customer.example", "ann@example.com", casemodel.Open},
+		{"alice@customer.example", "bob@example.com", casemodel.Open},
+		{"alice@customer.example", "ann@example.com", casemodel.Closed},
+		{"alice@customer.example", "ann@example.com", casemodel.Open},
+	}
+	ids := putNewCases(t, s, len(specs), func(i int, c *casemodel.Case) {
+		c.Requester = specs[i].requester
+		c.Assign(specs[i].agent, "agent:lead", t0)
+		if specs[i].status != c.Status {
+			c.SetStatus(specs[i].status, "agent:ann", "", t0)
+		}
+	})
+	for _, i := range []int{1, 4} {
+		spoilCase(t, s, ids[i]) // ann's and alice's, but not open
+	}
+	for _, tc := range []struct {
+		f    Filter
+		want []uint64
+	}{
+		{Filter{Assignee: "ann@example.com", Status: casemodel.Open}, []uint64{ids[5], ids[2], ids[0]}},
+		{Filter{Requester: "alice@customer.example", Status: casemodel.Open}, []uint64{ids[5], ids[3], ids[0]}},
+		{Filter{Requester: "alice@customer.example", Assignee: "ann@example.com", Status: casemodel.Open}, []uint64{ids[5], ids[0]}},
+	} {
+		got, err := s.ListCases(tc.f)
+		if err != nil {
+			t.Fatalf("ListCases(%+v): %v (it read a case another filter excludes)", tc.f, err)
+		}
+		if !slices.Equal(caseIDs(got), tc.want) {
+			t.Errorf("ListCases(%+v) = %v, want %v", tc.f, caseIDs(got), tc.want)
+		}
+	}
+}
