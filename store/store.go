@@ -86,11 +86,39 @@ type Store struct {
 	pending rawPending // for SyncRaw
 }
 
+// Upgrade is an upgrade of an older store's schema that Open is about to
+// make.
+type Upgrade struct {
+	From, To uint64
+	// Cases is the highest case number: the upgrade reads every case (and
+	// from before schema 4, every notification and decision), so its time
+	// follows them, about half a minute a million cases.
+	Cases uint64
+}
+
+// Option changes how Open opens the store.
+type Option func(*openOptions)
+
+type openOptions struct {
+	upgrading func(Upgrade)
+}
+
+// OnUpgrade has Open call f before it upgrades an older store, so that a
+// daemon can say why its start takes long. The upgrade is one transaction:
+// stopped half way, it is made again from the start at the next Open.
+func OnUpgrade(f func(Upgrade)) Option {
+	return func(o *openOptions) { o.upgrading = f }
+}
+
 // Open opens (or creates) the store in dataDir. A second process gets an
 // error wrapping ErrLocked within two seconds instead of waiting forever; a
 // file that is not a caseintake database, or is cut short, is refused and
 // left untouched (CheckFile).
-func Open(dataDir string) (*Store, error) {
+func Open(dataDir string, opts ...Option) (*Store, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := os.MkdirAll(filepath.Join(dataDir, rawDir), 0o750); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", dataDir, err)
 	}
@@ -121,6 +149,9 @@ func Open(dataDir string) (*Store, error) {
 			case got > schemaVersion:
 				return fmt.Errorf("schema version %d, this caseintake understands up to %d: it was written by a newer caseintake; run that one, or restore a backup taken before the upgrade", got, schemaVersion)
 			case got < schemaVersion:
+				if o.upgrading != nil {
+					o.upgrading(Upgrade{From: got, To: schemaVersion, Cases: tx.Bucket(bucketCases).Sequence()})
+				}
 				if got < 3 {
 					if err := indexOutboxByCase(tx); err != nil {
 						return fmt.Errorf("upgrade from schema version %d: index the outbox by case: %w", got, err)

@@ -1289,3 +1289,32 @@ func TestListCasesReadsOnlyCasesPassingEveryIndexedFilter(t *testing.T) {
 		}
 	}
 }
+
+// Open says it is about to upgrade an older store, with what it reads,
+// and says nothing once the store is current.
+func TestOpenReportsAnUpgradeBeforeMakingIt(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putCases(t, s, casemodel.Open, casemodel.Closed, casemodel.Open)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte("schema_version"), u64(4))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var told []Upgrade
+	report := OnUpgrade(func(u Upgrade) { told = append(told, u) })
+	for range 2 {
+		s, err := Open(dir, report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if want := []Upgrade{{From: 4, To: schemaVersion, Cases: 3}}; !slices.Equal(told, want) {
+		t.Fatalf("upgrades reported over two opens = %+v, want %+v", told, want)
+	}
+}

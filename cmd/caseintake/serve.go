@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	sdaemon "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/caseintake/caseintake/api"
@@ -66,9 +67,28 @@ type serveOptions struct {
 	reload func() (*config.Config, error)
 }
 
+// openStore opens the store, saying so when it upgrades an older one
+// first: on a big store that takes minutes before the daemon starts, in
+// the log and in systemctl status.
+func openStore(dataDir string, log *slog.Logger) (*store.Store, error) {
+	var began time.Time
+	st, err := store.Open(dataDir, store.OnUpgrade(func(u store.Upgrade) {
+		began = time.Now()
+		log.Info("upgrading the database to a newer schema before starting: it reads every case once, about half a minute a million cases; let it finish (stopped, it starts over)",
+			"data_dir", dataDir, "from_schema", u.From, "to_schema", u.To, "cases", u.Cases)
+		if _, err := sdaemon.SdNotify(false, fmt.Sprintf("STATUS=upgrading the database (schema %d to %d, %d cases)", u.From, u.To, u.Cases)); err != nil {
+			log.Warn("systemd notify failed", "err", err)
+		}
+	}))
+	if err == nil && !began.IsZero() {
+		log.Info("database upgraded", "data_dir", dataDir, "took", time.Since(began).Round(time.Millisecond).String())
+	}
+	return st, err
+}
+
 // serve runs the daemon until ctx ends.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, opts serveOptions) error {
-	st, err := store.Open(cfg.DataDir)
+	st, err := openStore(cfg.DataDir, log)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/caseintake/caseintake/intake"
 	"github.com/caseintake/caseintake/mailbox"
 	"github.com/caseintake/caseintake/store"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestUnitFileVerifies(t *testing.T) {
@@ -167,5 +169,48 @@ func (n *notifySocket) read(want string, within time.Duration) (string, bool) {
 		if msg := string(buf[:k]); strings.Contains(msg, want) {
 			return msg, true
 		}
+	}
+}
+
+// A daemon that upgrades an older store first says so in its log and in
+// systemctl status, and how long it took.
+func TestUpgradeOfTheStoreIsLoggedAndShownInStatus(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	markSchema(t, dir, 4)
+	n := listenNotify(t)
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	st, err = openStore(dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, want := range []string{"msg=\"upgrading the database", "from_schema=4", "msg=\"database upgraded\""} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logged.String())
+		}
+	}
+	if msg, ok := n.read("STATUS=upgrading the database (schema 4 to", 5*time.Second); !ok {
+		t.Errorf("no STATUS= about the upgrade reached systemd (got %q)", msg)
+	}
+}
+
+// markSchema marks the store in dir as written by schema version v.
+func markSchema(t *testing.T, dir string, v uint64) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, store.DBFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("schema_version"), binary.BigEndian.AppendUint64(nil, v))
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
