@@ -58,14 +58,12 @@ func assigneeIndexKey(c *casemodel.Case) []byte {
 // and the counts of cases, in step with it.
 func (t *Tx) PutCase(c *casemodel.Case) error {
 	cases := t.tx.Bucket(bucketCases)
-	var old casemodel.Case
-	ok, err := getJSON(cases, u64(c.ID), &old)
-	if err != nil {
-		return err
-	}
-	var was *casemodel.Case
-	if ok {
-		was = &old
+	var was *casemodel.Case // as stored before, nil for a new case
+	if v := cases.Get(u64(c.ID)); v != nil {
+		var err error
+		if was, err = indexedFields(c.ID, v); err != nil {
+			return err
+		}
 	}
 	for _, ix := range caseIndexes {
 		var oldKey []byte
@@ -94,6 +92,22 @@ func (t *Tx) PutCase(c *casemodel.Case) error {
 	return putJSON(cases, u64(c.ID), c)
 }
 
+// indexedFields reads of a stored case only what its index keys and
+// counts come from: PutCase and the upgrade need no more, and a case's
+// messages and history are most of its record.
+func indexedFields(id uint64, v []byte) (*casemodel.Case, error) {
+	var f struct {
+		Status    casemodel.Status   `json:"status"`
+		Priority  casemodel.Priority `json:"priority"`
+		Requester string             `json:"requester"`
+		Assignee  string             `json:"assignee"`
+	}
+	if err := json.Unmarshal(v, &f); err != nil {
+		return nil, fmt.Errorf("case #%d: %w", id, err)
+	}
+	return &casemodel.Case{ID: id, Status: f.Status, Priority: f.Priority, Requester: f.Requester, Assignee: f.Assignee}, nil
+}
+
 // addressKey is a case's key in the requester and assignee indexes: the
 // address in lower case, so that a search finds it however it is written.
 func addressKey(address string, id uint64) []byte {
@@ -113,16 +127,12 @@ func addressPrefix(address string) []byte {
 func indexByAddress(tx *bolt.Tx) error {
 	var requesters, assignees [][]byte
 	err := tx.Bucket(bucketCases).ForEach(func(k, v []byte) error {
-		var f struct {
-			Requester string `json:"requester"`
-			Assignee  string `json:"assignee"`
+		c, err := indexedFields(binary.BigEndian.Uint64(k), v)
+		if err != nil {
+			return err
 		}
-		if err := json.Unmarshal(v, &f); err != nil {
-			return fmt.Errorf("case #%d: %w", binary.BigEndian.Uint64(k), err)
-		}
-		c := casemodel.Case{ID: binary.BigEndian.Uint64(k), Requester: f.Requester, Assignee: f.Assignee}
-		requesters = append(requesters, requesterIndexKey(&c))
-		if key := assigneeIndexKey(&c); key != nil {
+		requesters = append(requesters, requesterIndexKey(c))
+		if key := assigneeIndexKey(c); key != nil {
 			assignees = append(assignees, key)
 		}
 		return nil

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	"github.com/caseintake/caseintake/casemodel"
@@ -33,6 +32,7 @@ func (s *Store) CountActiveByPriority() (map[casemodel.Priority]int, error) {
 	return counts, err
 }
 
+// readCounts hands put each count in bucket.
 func readCounts(tx *bolt.Tx, bucket []byte, put func(string, int)) error {
 	return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
 		if len(v) != 8 {
@@ -106,11 +106,9 @@ func countCases(tx *bolt.Tx) error {
 		if !active(st) {
 			return nil
 		}
-		var c struct {
-			Priority casemodel.Priority `json:"priority"`
-		}
-		if err := json.Unmarshal(cases.Get(k[i+1:]), &c); err != nil {
-			return fmt.Errorf("case #%d: %w", binary.BigEndian.Uint64(k[i+1:]), err)
+		c, err := indexedFields(binary.BigEndian.Uint64(k[i+1:]), cases.Get(k[i+1:]))
+		if err != nil {
+			return err
 		}
 		priorities[c.Priority]++
 		return nil

@@ -1167,21 +1167,31 @@ func TestListCasesByRequesterReadsTheirCasesOnly(t *testing.T) {
 	}
 	spoilCase(t, s, ids[1])
 	spoilCase(t, s, ids[3])
-	for _, tc := range []struct {
-		f    Filter
-		want []uint64
-	}{
+	checkListings(t, s, []listing{
 		{Filter{Requester: "alice@customer.example"}, []uint64{ids[4], ids[2], ids[0]}},
 		{Filter{Requester: "aLiCe@customer.EXAMPLE", Status: casemodel.Open}, []uint64{ids[4], ids[0]}},
 		{Filter{Requester: "alice@customer.example", Limit: 1, Offset: 1}, []uint64{ids[2]}},
 		{Filter{Requester: "carol@customer.example"}, nil},
-	} {
-		got, err := s.ListCases(tc.f)
+	})
+}
+
+// listing is a filter and the case IDs its listing must return, in order.
+type listing struct {
+	f    Filter
+	want []uint64
+}
+
+// checkListings lists each filter of ls. An error means the listing read
+// a case spoilt (spoilCase) as one it should not read.
+func checkListings(t *testing.T, s *Store, ls []listing) {
+	t.Helper()
+	for _, l := range ls {
+		got, err := s.ListCases(l.f)
 		if err != nil {
-			t.Fatalf("ListCases(%+v): %v (it read a case of another requester)", tc.f, err)
+			t.Fatalf("ListCases(%+v): %v (it read a case its filters exclude)", l.f, err)
 		}
-		if !slices.Equal(caseIDs(got), tc.want) {
-			t.Errorf("ListCases(%+v) = %v, want %v", tc.f, caseIDs(got), tc.want)
+		if !slices.Equal(caseIDs(got), l.want) {
+			t.Errorf("ListCases(%+v) = %v, want %v", l.f, caseIDs(got), l.want)
 		}
 	}
 }
@@ -1235,15 +1245,10 @@ func TestListCasesByAssigneeFollowsAssignments(t *testing.T) {
 	assign(ids[2], "ann@example.com") // from bob to ann
 	assign(ids[3], "bob@example.com") // newly assigned
 	spoilCase(t, s, ids[4])           // in nobody's list now: never read
-	for agent, want := range map[string][]uint64{
-		"ANN@example.com": {ids[2], ids[1], ids[0]},
-		"bob@example.com": {ids[3]},
-	} {
-		got, err := s.ListCases(Filter{Assignee: agent})
-		if err != nil || !slices.Equal(caseIDs(got), want) {
-			t.Errorf("ListCases(assignee %s) = %v, %v; want %v", agent, caseIDs(got), err, want)
-		}
-	}
+	checkListings(t, s, []listing{
+		{Filter{Assignee: "ANN@example.com"}, []uint64{ids[2], ids[1], ids[0]}},
+		{Filter{Assignee: "bob@example.com"}, []uint64{ids[3]}},
+	})
 }
 
 // With several indexed filters, a case that fails one of them is never
@@ -1272,22 +1277,11 @@ func TestListCasesReadsOnlyCasesPassingEveryIndexedFilter(t *testing.T) {
 	for _, i := range []int{1, 4} {
 		spoilCase(t, s, ids[i]) // ann's and alice's, but not open
 	}
-	for _, tc := range []struct {
-		f    Filter
-		want []uint64
-	}{
+	checkListings(t, s, []listing{
 		{Filter{Assignee: "ann@example.com", Status: casemodel.Open}, []uint64{ids[5], ids[2], ids[0]}},
 		{Filter{Requester: "alice@customer.example", Status: casemodel.Open}, []uint64{ids[5], ids[3], ids[0]}},
 		{Filter{Requester: "alice@customer.example", Assignee: "ann@example.com", Status: casemodel.Open}, []uint64{ids[5], ids[0]}},
-	} {
-		got, err := s.ListCases(tc.f)
-		if err != nil {
-			t.Fatalf("ListCases(%+v): %v (it read a case another filter excludes)", tc.f, err)
-		}
-		if !slices.Equal(caseIDs(got), tc.want) {
-			t.Errorf("ListCases(%+v) = %v, want %v", tc.f, caseIDs(got), tc.want)
-		}
-	}
+	})
 }
 
 // Open says it is about to upgrade an older store, with what it reads,
