@@ -35,13 +35,15 @@ func (t *Tx) Case(id uint64) (*casemodel.Case, error) {
 type caseIndex struct {
 	bucket []byte
 	key    func(c *casemodel.Case) []byte // nil: the case is not in it
+	since  uint64                         // the schema version that brought it
 }
 
 // caseIndexes are kept by PutCase.
 var caseIndexes = []caseIndex{
-	{bucketByStatus, func(c *casemodel.Case) []byte { return statusKey(c.Status, c.ID) }},
-	{bucketByRequester, requesterIndexKey},
-	{bucketByAssignee, assigneeIndexKey},
+	{bucketByStatus, func(c *casemodel.Case) []byte { return statusKey(c.Status, c.ID) }, 1},
+	{bucketByRequester, requesterIndexKey, 5},
+	{bucketByAssignee, assigneeIndexKey, 5},
+	{bucketByPriority, func(c *casemodel.Case) []byte { return joinKey([]byte(c.Priority), u64(c.ID)) }, 5},
 }
 
 func requesterIndexKey(c *casemodel.Case) []byte { return addressKey(c.Requester, c.ID) }
@@ -54,8 +56,8 @@ func assigneeIndexKey(c *casemodel.Case) []byte {
 	return addressKey(c.Assignee, c.ID)
 }
 
-// PutCase writes c and keeps the indexes (status, requester, assignee),
-// and the counts of cases, in step with it.
+// PutCase writes c and keeps the indexes (status, requester, assignee,
+// priority), and the counts of cases, in step with it.
 func (t *Tx) PutCase(c *casemodel.Case) error {
 	cases := t.tx.Bucket(bucketCases)
 	var was *casemodel.Case // as stored before, nil for a new case
@@ -119,34 +121,38 @@ func addressPrefix(address string) []byte {
 	return joinKey([]byte(strings.ToLower(address)), nil)
 }
 
-// indexByAddress fills bucketByRequester and bucketByAssignee from the
-// cases (the upgrade to schema 5). The keys go in sorted: bbolt splits a
-// bucket's pages only at commit, and inserting a million keys in the
-// cases' order moved the growing page's tail at every one (over ten
-// minutes, against seconds).
-func indexByAddress(tx *bolt.Tx) error {
-	var requesters, assignees [][]byte
+// indexCases fills the case indexes a store of schema version from
+// lacks, in one walk of the cases (an upgrade). The keys go in sorted:
+// bbolt splits a bucket's pages only at commit, and inserting a million
+// keys in the cases' order moved the growing page's tail at every one
+// (over ten minutes, against seconds).
+func indexCases(tx *bolt.Tx, from uint64) error {
+	var todo []caseIndex
+	for _, ix := range caseIndexes {
+		if ix.since > from {
+			todo = append(todo, ix)
+		}
+	}
+	keys := make([][][]byte, len(todo))
 	err := tx.Bucket(bucketCases).ForEach(func(k, v []byte) error {
 		c, err := indexedFields(binary.BigEndian.Uint64(k), v)
 		if err != nil {
 			return err
 		}
-		requesters = append(requesters, requesterIndexKey(c))
-		if key := assigneeIndexKey(c); key != nil {
-			assignees = append(assignees, key)
+		for i, ix := range todo {
+			if key := ix.key(c); key != nil {
+				keys[i] = append(keys[i], key)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, ix := range []struct {
-		bucket []byte
-		keys   [][]byte
-	}{{bucketByRequester, requesters}, {bucketByAssignee, assignees}} {
-		slices.SortFunc(ix.keys, bytes.Compare)
+	for i, ix := range todo {
+		slices.SortFunc(keys[i], bytes.Compare)
 		b := tx.Bucket(ix.bucket)
-		for _, k := range ix.keys {
+		for _, k := range keys[i] {
 			if err := b.Put(k, nil); err != nil {
 				return err
 			}
@@ -194,8 +200,9 @@ type Filter struct {
 }
 
 // ListCases returns matching cases, newest first. With a requester, an
-// assignee or a status it reads only the cases that pass those filters,
-// found in their indexes, so the cost follows the result, not the store.
+// assignee, a status or a priority it reads only the cases that pass
+// those filters, found in their indexes, so the cost follows the result,
+// not the store. Only a listing by text alone reads every case.
 func (s *Store) ListCases(f Filter) ([]*casemodel.Case, error) {
 	var out []*casemodel.Case
 	skipped := 0
@@ -245,7 +252,7 @@ type indexedFilter struct {
 
 // indexed returns the filters of f that an index answers, the one
 // likely to pass the fewest cases first: a customer's cases, an agent's,
-// then a status's.
+// a status's, then a priority's (which spans the whole history).
 func (f Filter) indexed() []indexedFilter {
 	var ix []indexedFilter
 	if f.Requester != "" {
@@ -256,6 +263,9 @@ func (f Filter) indexed() []indexedFilter {
 	}
 	if f.Status != "" {
 		ix = append(ix, indexedFilter{bucketByStatus, joinKey([]byte(f.Status), nil)})
+	}
+	if f.Priority != "" {
+		ix = append(ix, indexedFilter{bucketByPriority, joinKey([]byte(f.Priority), nil)})
 	}
 	return ix
 }

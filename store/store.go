@@ -37,9 +37,10 @@ var (
 	bucketActiveN     = []byte("active_counts")  // priority -> u64 number of its cases neither closed nor archived (since schema 5)
 	bucketByRequester = []byte("by_requester")   // requester in lower case 0x00 case ID -> "" (since schema 5)
 	bucketByAssignee  = []byte("by_assignee")    // assignee in lower case 0x00 case ID -> "", assigned cases only (since schema 5)
+	bucketByPriority  = []byte("by_priority")    // priority 0x00 case ID -> "" (since schema 5)
 	allBuckets        = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
 		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory,
-		bucketOutboxCase, bucketQuarantine, bucketStatusN, bucketActiveN, bucketByRequester, bucketByAssignee}
+		bucketOutboxCase, bucketQuarantine, bucketStatusN, bucketActiveN, bucketByRequester, bucketByAssignee, bucketByPriority}
 )
 
 // schemaVersion 2 keeps a notification's message in bucketOutboxData, not
@@ -59,10 +60,11 @@ var (
 //
 // Version 5 keeps the number of cases in each status (bucketStatusN) and
 // of active cases in each priority (bucketActiveN), and indexes the cases
-// by requester and assignee (bucketByRequester, bucketByAssignee): the
-// counts /metrics reports on every scrape had walked the whole status
-// index and read every active case, and a search for a customer's cases,
-// or an agent's list of theirs, read every case. An older store is counted and
+// by requester, assignee and priority (bucketByRequester,
+// bucketByAssignee, bucketByPriority): the counts /metrics reports on
+// every scrape had walked the whole status index and read every active
+// case, and a search for a customer's cases, an agent's list of theirs or
+// the urgent ones read every case. An older store is counted and
 // indexed when it is opened, and marked 5, so that an older caseintake,
 // which would change cases without either, refuses it.
 const schemaVersion = 5
@@ -166,8 +168,8 @@ func Open(dataDir string, opts ...Option) (*Store, error) {
 					if err := countCases(tx); err != nil {
 						return fmt.Errorf("upgrade from schema version %d: count the cases: %w", got, err)
 					}
-					if err := indexByAddress(tx); err != nil {
-						return fmt.Errorf("upgrade from schema version %d: index the cases by requester and assignee: %w", got, err)
+					if err := indexCases(tx, got); err != nil {
+						return fmt.Errorf("upgrade from schema version %d: index the cases by requester, assignee and priority: %w", got, err)
 					}
 				}
 				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {

@@ -1105,6 +1105,13 @@ func TestCountsFollowStatusAndPriorityChanges(t *testing.T) {
 	if err != nil || !maps.Equal(prios, wantPrios) {
 		t.Fatalf("CountActiveByPriority = %v, %v; want %v", prios, err, wantPrios)
 	}
+	// The priority index followed the same changes.
+	checkListings(t, s, []listing{
+		{Filter{Priority: casemodel.Urgent}, []uint64{ids[1]}},
+		{Filter{Priority: casemodel.High}, []uint64{ids[3]}},
+		{Filter{Priority: casemodel.Normal}, []uint64{ids[2]}},
+		{Filter{Priority: casemodel.Low}, []uint64{ids[0]}},
+	})
 }
 
 func TestSchema4StoreIsCountedWhenOpened(t *testing.T) {
@@ -1196,9 +1203,9 @@ func checkListings(t *testing.T, s *Store, ls []listing) {
 	}
 }
 
-// A store from before schema 5 has neither the counts nor the requester
-// and assignee indexes: opening it makes them from its cases.
-func TestSchema4StoreIsIndexedByRequesterAndAssigneeWhenOpened(t *testing.T) {
+// A store from before schema 5 has neither the counts nor the requester,
+// assignee and priority indexes: opening it makes them from its cases.
+func TestSchema4StoreIsIndexedByRequesterAssigneeAndPriorityWhenOpened(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	if err != nil {
@@ -1206,20 +1213,19 @@ func TestSchema4StoreIsIndexedByRequesterAndAssigneeWhenOpened(t *testing.T) {
 	}
 	requesters := []string{"alice@customer.example", "bob@customer.example", "Alice@customer.example"}
 	agents := []string{"ann@example.com", "", "ann@example.com"}
+	prios := []casemodel.Priority{casemodel.Normal, casemodel.Urgent, casemodel.Urgent}
 	ids := putNewCases(t, s, 3, func(i int, c *casemodel.Case) {
-		c.Requester = requesters[i]
+		c.Requester, c.Priority = requesters[i], prios[i]
 		c.Assign(agents[i], "agent:lead", t0)
 	})
-	s = reopenAsSchema(t, s, 4, bucketStatusN, bucketByRequester, bucketByAssignee)
-	spoilCase(t, s, ids[1])
-	got, err := s.ListCases(Filter{Requester: "alice@customer.example"})
-	if err != nil || !slices.Equal(caseIDs(got), []uint64{ids[2], ids[0]}) {
-		t.Fatalf("alice's cases after the upgrade = %v, %v; want %v", caseIDs(got), err, []uint64{ids[2], ids[0]})
-	}
-	got, err = s.ListCases(Filter{Assignee: "ann@example.com"})
-	if err != nil || !slices.Equal(caseIDs(got), []uint64{ids[2], ids[0]}) {
-		t.Fatalf("ann's cases after the upgrade = %v, %v; want %v", caseIDs(got), err, []uint64{ids[2], ids[0]})
-	}
+	s = reopenAsSchema(t, s, 4, bucketStatusN, bucketByRequester, bucketByAssignee, bucketByPriority)
+	spoilCase(t, s, ids[1]) // bob's, unassigned, urgent
+	checkListings(t, s, []listing{
+		{Filter{Requester: "alice@customer.example"}, []uint64{ids[2], ids[0]}},
+		{Filter{Assignee: "ann@example.com"}, []uint64{ids[2], ids[0]}},
+		{Filter{Assignee: "ann@example.com", Priority: casemodel.Urgent}, []uint64{ids[2]}},
+		{Filter{Priority: casemodel.Normal}, []uint64{ids[0]}},
+	})
 }
 
 // An agent's list reads the cases assigned to them only, and follows
@@ -1258,29 +1264,33 @@ func TestListCasesReadsOnlyCasesPassingEveryIndexedFilter(t *testing.T) {
 	type spec struct {
 		requester, agent string
 		status           casemodel.Status
+		prio             casemodel.Priority
 	}
 	specs := []spec{
-		{"alice@customer.example", "ann@example.com", casemodel.Open},
-		{"alice@customer.example", "ann@example.com", casemodel.Archived},
-		{"bob@customer.example", "ann@example.com", casemodel.Open},
-		{"alice@customer.example", "bob@example.com", casemodel.Open},
-		{"alice@customer.example", "ann@example.com", casemodel.Closed},
-		{"alice@customer.example", "ann@example.com", casemodel.Open},
+		{"alice@customer.example", "ann@example.com", casemodel.Open, casemodel.Urgent},
+		{"alice@customer.example", "ann@example.com", casemodel.Archived, casemodel.Urgent},
+		{"bob@customer.example", "ann@example.com", casemodel.Open, casemodel.Normal},
+		{"alice@customer.example", "bob@example.com", casemodel.Open, casemodel.Urgent},
+		{"alice@customer.example", "ann@example.com", casemodel.Closed, casemodel.Normal},
+		{"alice@customer.example", "ann@example.com", casemodel.Open, casemodel.Normal},
 	}
 	ids := putNewCases(t, s, len(specs), func(i int, c *casemodel.Case) {
 		c.Requester = specs[i].requester
+		c.Priority = specs[i].prio
 		c.Assign(specs[i].agent, "agent:lead", t0)
 		if specs[i].status != c.Status {
 			c.SetStatus(specs[i].status, "agent:ann", "", t0)
 		}
 	})
 	for _, i := range []int{1, 4} {
-		spoilCase(t, s, ids[i]) // ann's and alice's, but not open
+		spoilCase(t, s, ids[i]) // ann's and alice's, one urgent and one normal, but not open
 	}
 	checkListings(t, s, []listing{
 		{Filter{Assignee: "ann@example.com", Status: casemodel.Open}, []uint64{ids[5], ids[2], ids[0]}},
 		{Filter{Requester: "alice@customer.example", Status: casemodel.Open}, []uint64{ids[5], ids[3], ids[0]}},
 		{Filter{Requester: "alice@customer.example", Assignee: "ann@example.com", Status: casemodel.Open}, []uint64{ids[5], ids[0]}},
+		{Filter{Priority: casemodel.Urgent, Status: casemodel.Open}, []uint64{ids[3], ids[0]}},
+		{Filter{Assignee: "ann@example.com", Priority: casemodel.Normal, Status: casemodel.Open}, []uint64{ids[5], ids[2]}},
 	})
 }
 
