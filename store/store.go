@@ -168,9 +168,10 @@ func Open(dataDir string, opts ...Option) (*Store, error) {
 					if err := countCases(tx); err != nil {
 						return fmt.Errorf("upgrade from schema version %d: count the cases: %w", got, err)
 					}
-					if err := indexCases(tx, got); err != nil {
-						return fmt.Errorf("upgrade from schema version %d: index the cases by requester, assignee and priority: %w", got, err)
-					}
+				}
+				// Every case index newer than the store, in one walk.
+				if err := indexCases(tx, got); err != nil {
+					return fmt.Errorf("upgrade from schema version %d: index the cases: %w", got, err)
 				}
 				if err := meta.Put([]byte("schema_version"), u64(schemaVersion)); err != nil {
 					return err
