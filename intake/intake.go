@@ -475,7 +475,7 @@ func (p *Pipeline) Retry(seq uint64) (*store.Decision, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !strings.HasPrefix(q.Outcome, store.OutcomeQuarantined+":") {
+	if !q.IsQuarantine() {
 		return nil, fmt.Errorf("decision %d is %s, not a quarantine: %w", seq, q.Outcome, store.ErrNotRetryable)
 	}
 	if q.RawRef == "" {
@@ -509,7 +509,7 @@ func (p *Pipeline) Retry(seq uint64) (*store.Decision, error) {
 }
 
 func dispositionOf(d *store.Decision) mailbox.Disposition {
-	if strings.HasPrefix(d.Outcome, store.OutcomeQuarantined+":") {
+	if d.IsQuarantine() {
 		return mailbox.Disposition{Action: mailbox.Quarantine, Reason: d.Signal}
 	}
 	return mailbox.Disposition{Action: mailbox.Ack, Reason: d.Outcome}

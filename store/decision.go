@@ -48,6 +48,9 @@ type Decision struct {
 // record that did.
 func (d *Decision) Deciding() bool { return d.Outcome != OutcomeIgnored+":duplicate" }
 
+// IsQuarantine reports whether d put its message in quarantine.
+func (d *Decision) IsQuarantine() bool { return strings.HasPrefix(d.Outcome, OutcomeQuarantined+":") }
+
 // RecordDecision stores d (assigning d.Seq) with its indexes: the mailbox
 // UID, the trace by Message-ID and, for a deciding record, the message key.
 func (t *Tx) RecordDecision(d *Decision) error {
@@ -83,7 +86,7 @@ func (t *Tx) RecordDecision(d *Decision) error {
 // quarantine joins it, and a record superseding one is noted beside it
 // (the first only: a settled quarantine is not retried again).
 func noteQuarantine(index *bolt.Bucket, d *Decision) error {
-	if strings.HasPrefix(d.Outcome, OutcomeQuarantined+":") {
+	if d.IsQuarantine() {
 		if err := index.Put(u64(d.Seq), nil); err != nil {
 			return err
 		}

@@ -11,9 +11,10 @@
 //     the batch lies in lost a write) before any transaction refers to
 //     them; a reference opens only after that. Packs and files are only
 //     ever added to, never rewritten.
-//   - A case, its indexes (status, Message-ID), the decision record of the
-//     message that changed it and the outbox rows announcing the change are
-//     written in one transaction: all or nothing.
+//   - A case, its indexes (status, requester, assignee, priority,
+//     Message-ID) and counts, the decision record of the message that
+//     changed it and the outbox rows announcing the change are written in
+//     one transaction: all or nothing.
 //   - Every message key (Message-ID, or the content hash when there is none)
 //     has at most one deciding record, so a re-fetched message never changes
 //     a case twice.

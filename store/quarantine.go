@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"strings"
 )
 
 // ErrNotRetryable is wrapped by errors about a decision record that cannot
@@ -26,7 +25,7 @@ func (s *Store) Quarantined(limit int) ([]*Decision, error) {
 			if err != nil {
 				return err
 			}
-			if d == nil || !strings.HasPrefix(d.Outcome, OutcomeQuarantined+":") {
+			if d == nil || !d.IsQuarantine() {
 				continue
 			}
 			if standing, err := t.DecisionByKey(d.MessageKey); err != nil {

@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // ErrNoRequester is wrapped by the refusal to release a quarantined
@@ -24,7 +23,7 @@ func (t *Tx) QuarantineRecord(seq uint64) (q, settledBy *Decision, err error) {
 	if q == nil {
 		return nil, nil, fmt.Errorf("quarantine record %d: %w (see `caseintake quarantine list --json` for the seq numbers)", seq, ErrNotFound)
 	}
-	if !strings.HasPrefix(q.Outcome, OutcomeQuarantined+":") {
+	if !q.IsQuarantine() {
 		return nil, nil, fmt.Errorf("record %d is %s, not a quarantine: %w", seq, q.Outcome, ErrNotRetryable)
 	}
 	if by := t.tx.Bucket(bucketQuarantine).Get(u64(seq)); len(by) == 8 {
