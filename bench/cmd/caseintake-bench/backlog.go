@@ -34,6 +34,9 @@ type BacklogRun struct {
 	PeakRSS   int64      `json:"peak_rss_bytes"`
 	Load      string     `json:"load_after"`
 	Processed int        `json:"processed"`
+	// MoveTailMs is from the last commit to the last move out of the
+	// intake folder: how long after the drain's end the folder is empty.
+	MoveTailMs float64 `json:"move_tail_ms"`
 	// CPU time per message: the daemon's own during the drain, and by
 	// whom (the whole machine, Dovecot, this program) in each pass. The
 	// machine's less the others' is the kernel's work outside them.
@@ -135,7 +138,7 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	if err := dm.start(o.bin); err != nil {
 		return br, err
 	}
-	seen, got, werr := dm.waitMoved(o.n, o.drainLimit)
+	end, got, werr := dm.waitMoved(o.n, o.drainLimit)
 	drainCPU, berr := meter.stop(got)
 	cpu, cerr := dm.cpuTime()
 	hwm, herr := dm.procStatus("VmHWM")
@@ -164,14 +167,22 @@ func backlogRun(o options, s *stack, sink *sink, sec security, r int) (BacklogRu
 	}
 	// A drain cut at the time limit counts what was done by then (the
 	// bytes pro rata): a rate over the first part of the backlog.
+	// A drain ends at its last commit (issue #6: "from start to last
+	// commit"); the last move follows it, and is reported beside it. A
+	// drain cut short counts the messages moved by then.
 	br.Processed = got
-	br.Drain = throughput(got, bytes*int64(got)/int64(o.n), seen.Sub(dm.started))
+	last := end.Committed
+	if got < o.n {
+		last = end.Moved
+	}
+	br.MoveTailMs = float64(end.Moved.Sub(end.Committed).Microseconds()) / 1000
+	br.Drain = throughput(got, bytes*int64(got)/int64(o.n), last.Sub(dm.started))
 	br.Ratio = br.Drain.MsgsPS / br.Raw.MsgsPS
 	br.PeakRSS = hwm
 	br.Load = loadavg()
 	br.DaemonCPUMs, br.DrainCPU = cpu.Seconds()*1000/float64(got), drainCPU
-	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, CPU per message %.3f ms daemon, %s, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
-		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, br.DaemonCPUMs, br.DrainCPU, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
+	log.Printf("run %d %-4s drain (%d of %d): %.0f msg/s, %.1f MB/s, ratio %.3f, last move %.0f ms after the last commit, CPU per message %.3f ms daemon, %s, peak RSS %.1f MB (at the end %.1f MB anonymous, %.1f MB file-backed), load %s",
+		r, sec, got, o.n, br.Drain.MsgsPS, br.Drain.MBPS, br.Ratio, br.MoveTailMs, br.DaemonCPUMs, br.DrainCPU, float64(hwm)/1e6, float64(anon)/1e6, float64(file)/1e6, br.Load)
 	// Everything back into INBOX for the next pass.
 	if err := s.moveAll("INBOX", "Processed", "Quarantine"); err != nil {
 		return br, err

@@ -224,24 +224,35 @@ func (nopLogger) Printf(string, ...any) {}
 func (nopLogger) Println(...any)        {}
 
 // waitMoved follows the daemon's log until want messages were moved out of
-// the intake folder or limit has passed since the daemon started (see
+// the intake folder or limit has passed since it started (see
 // followMoves).
-func (d *daemon) waitMoved(want int, limit time.Duration) (last time.Time, n int, err error) {
+func (d *daemon) waitMoved(want int, limit time.Duration) (drainEnd, int, error) {
 	return followMoves(d.logPath, d.started.Add(limit), want)
+}
+
+// drainEnd is when a drain's messages were committed and moved, as the
+// daemon logged it.
+type drainEnd struct {
+	// Committed is when the last message was committed (the intake's
+	// "message decided", or "message quarantined" without a folder): the
+	// end of the drain in issue #6's terms.
+	Committed time.Time
+	// Moved is when the last message was moved out of the intake folder.
+	Moved time.Time
 }
 
 // followMoves follows a caseintake log at path until want messages were
 // moved out of the intake folder (the worker's "message processed" and
 // "message quarantined" lines, which name the folder they went to) or the
-// deadline passes. It returns the time the last of them was logged and how
-// many there were. Reading the log costs the daemon and Dovecot nothing;
-// polling the folders' STATUS every 50 ms cost Dovecot up to a sixth of a
-// core by the end of a drain (each STATUS after a MOVE reads the growing
-// folder again).
-func followMoves(path string, deadline time.Time, want int) (last time.Time, n int, err error) {
+// deadline passes. It returns when the last of them was committed and
+// moved, and how many were moved. Reading the log costs the daemon and
+// Dovecot nothing; polling the folders' STATUS every 50 ms cost Dovecot up
+// to a sixth of a core by the end of a drain (each STATUS after a MOVE
+// reads the growing folder again).
+func followMoves(path string, deadline time.Time, want int) (end drainEnd, n int, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return last, 0, err
+		return end, 0, err
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
@@ -251,30 +262,39 @@ func followMoves(path string, deadline time.Time, want int) (last time.Time, n i
 		if err == io.EOF {
 			partial = append(partial, line...)
 			if time.Now().After(deadline) {
-				return last, n, nil
+				return end, n, nil
 			}
 			time.Sleep(50 * time.Millisecond) // the log has no more yet
 			continue
 		}
 		if err != nil {
-			return last, n, err
+			return end, n, err
 		}
 		if len(partial) > 0 {
 			line, partial = append(partial, line...), nil
 		}
-		if !bytes.Contains(line, []byte(`"moved_to":"`)) {
+		moved := bytes.Contains(line, []byte(`"moved_to":"`))
+		committed := !moved && (bytes.Contains(line, []byte(`"msg":"message decided"`)) ||
+			bytes.Contains(line, []byte(`"msg":"message quarantined"`)))
+		if !moved && !committed {
 			continue
 		}
 		var e struct {
 			Time time.Time `json:"time"`
 		}
 		if err := json.Unmarshal(line, &e); err != nil {
-			return last, n, fmt.Errorf("%s: %w: %s", path, err, line)
+			return end, n, fmt.Errorf("%s: %w: %s", path, err, line)
+		}
+		if committed {
+			if e.Time.After(end.Committed) {
+				end.Committed = e.Time
+			}
+			continue
 		}
 		n++
-		if e.Time.After(last) {
-			last = e.Time
+		if e.Time.After(end.Moved) {
+			end.Moved = e.Time
 		}
 	}
-	return last, n, nil
+	return end, n, nil
 }

@@ -146,7 +146,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	go func() { notifier.Run(ctx); done <- struct{}{} }()
 	go func() { w.Run(ctx); done <- struct{}{} }()
 	start := time.Now()
-	seen, moved, werr := followMoves(logPath, start.Add(20*time.Minute), o.n)
+	end, moved, werr := followMoves(logPath, start.Add(20*time.Minute), o.n)
 	if werr == nil && moved < o.n {
 		werr = fmt.Errorf("%d of %d messages moved in 20 minutes (log %s)", moved, o.n, logPath)
 	}
@@ -164,7 +164,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	if werr != nil {
 		return werr
 	}
-	p := &Profile{Security: string(o.profileSec), Msgs: o.n, Seconds: seen.Sub(start).Seconds(), CPUProfile: cpuPath, HeapProfile: heapPath,
+	p := &Profile{Security: string(o.profileSec), Msgs: o.n, Seconds: end.Committed.Sub(start).Seconds(), CPUProfile: cpuPath, HeapProfile: heapPath,
 		StageSeconds: time.Duration(th.stage.Load()).Seconds(), BodySeconds: time.Duration(th.body.Load()).Seconds(),
 		CommitSeconds: time.Duration(th.commit.Load()).Seconds(), Batches: th.batches.Load(),
 		AllocsPerMsg: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.n)}

@@ -72,6 +72,7 @@ type Summary struct {
 	DrainMsgsPS    Stat `json:"drain_messages_per_s"`
 	DrainMBPS      Stat `json:"drain_mb_per_s"`
 	Ratio          Stat `json:"ratio"`
+	MoveTailMs     Stat `json:"move_tail_ms"`
 	PeakRSSMB      Stat `json:"peak_rss_mb"`
 	// CPU per message drained: where the time goes on a CPU-bound machine.
 	DaemonCPUMs  Stat `json:"daemon_cpu_ms_per_message"`
@@ -104,6 +105,7 @@ func (b *Backlog) summarise() {
 		s.DrainMsgsPS = pick(func(r BacklogRun) float64 { return r.Drain.MsgsPS })
 		s.DrainMBPS = pick(func(r BacklogRun) float64 { return r.Drain.MBPS })
 		s.Ratio = pick(func(r BacklogRun) float64 { return r.Ratio })
+		s.MoveTailMs = pick(func(r BacklogRun) float64 { return r.MoveTailMs })
 		s.PeakRSSMB = pick(func(r BacklogRun) float64 { return float64(r.PeakRSS) / 1e6 })
 		s.DaemonCPUMs = pick(func(r BacklogRun) float64 { return r.DaemonCPUMs })
 		s.DovecotCPUMs = pick(func(r BacklogRun) float64 { return r.DrainCPU.ServerMs })
@@ -158,6 +160,7 @@ func printTable(w io.Writer, r *Results) {
 		row(fmt.Sprintf("backlog drain %s, msg/s (drained %s)", name, drained), s.DrainMsgsPS.f(0), "raw fetch "+s.RawMsgsPS.f(0), "", "")
 		row("backlog drain "+name+", MB/s", s.DrainMBPS.f(1), "raw fetch "+s.RawMBPS.f(1), "", "")
 		row("backlog drain "+name+", ratio b/a", s.Ratio.f(3), "1.0", fmt.Sprintf("≥ %.2f", target), verdict(s.Ratio.Median >= target))
+		row("backlog drain "+name+": the last move after the last commit, ms", s.MoveTailMs.f(0), "", "", "")
 		row("the daemon's IMAP commands alone "+name+", msg/s (no processing, no overlap)", "", s.CommandsMsgsPS.f(0), "", "")
 		row("backlog drain "+name+", CPU ms per message (daemon; Dovecot; whole machine)", s.DaemonCPUMs.f(3)+"; "+s.DovecotCPUMs.f(3)+"; "+s.MachineCPUMs.f(3),
 			"raw fetch: Dovecot "+s.RawDovecotCPUMs.f(3)+", machine "+s.RawMachineCPUMs.f(3)+"; commands alone: Dovecot "+s.CommandsDovecotCPUMs.f(3)+", machine "+s.CommandsMachineCPUMs.f(3), "", "")
