@@ -27,10 +27,14 @@ const (
 	// defaultBatch bounds the UIDs taken per poll cycle; a full batch is
 	// followed at once by the next one.
 	defaultBatch = 500
-	// lookaheadBatches is how many batches' metadata one search fetches:
-	// the batches of a backlog after the first are taken from it without
-	// a round trip (a SEARCH and a FETCH a batch held up the download),
-	// and it stays small (a few hundred KB).
+	// lookaheadBatches is how many batches' UIDs one search takes, and
+	// how many batches' metadata one FETCH asks for after the first
+	// batch's: the batches of a backlog are taken from them without a
+	// round trip each (a SEARCH and a FETCH a batch held up the
+	// download), and they stay small (a few hundred KB). The first
+	// batch's metadata comes alone, so that its download starts sooner
+	// (the metadata of ten batches kept Dovecot 100 ms at the start of a
+	// backlog; the rest is fetched while the first batch commits).
 	lookaheadBatches = 10
 	// defaultBatchBytes bounds a batch by the size of its messages (one
 	// message more than that still makes a batch of one).
@@ -253,11 +257,13 @@ type sess struct {
 	// without it rather than dial (and warn) again for every batch.
 	noMover bool
 	// ahead holds the UIDs the last search found (ascending) and not yet
-	// taken into a batch, with their metadata; aheadMore is set when the
-	// search found more than it looked ahead.
-	ahead     []uint32
-	aheadMeta map[uint32]meta
-	aheadMore bool
+	// taken into a batch; aheadMore is set when the search found more
+	// than it looked ahead. The metadata of the first aheadMetaN of them
+	// has been fetched into aheadMeta (a UID missing there vanished).
+	ahead      []uint32
+	aheadMeta  map[uint32]meta
+	aheadMetaN int
+	aheadMore  bool
 }
 
 // inFlight is a staged batch being committed, and with a mover moved, in
@@ -781,23 +787,34 @@ func (w *Worker) scan(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, er
 		}
 	}
 	if from == 0 {
-		s.ahead, s.aheadMeta = nil, nil
+		s.ahead, s.aheadMeta, s.aheadMetaN = nil, nil, 0
 	}
-	if len(s.ahead) > 0 {
-		metas := s.aheadMeta
-		uids, more := w.takeBatch(s)
-		return uids, metas, more, nil
+	window := lookaheadBatches * w.batch
+	if len(s.ahead) == 0 {
+		if err := w.search(s, from); err != nil {
+			return nil, nil, false, err
+		}
+		window = w.batch
 	}
-	return w.search(s, from)
+	if len(s.ahead) == 0 {
+		return nil, nil, false, nil
+	}
+	if s.aheadMetaN < min(w.batch, len(s.ahead)) {
+		if err := w.fetchMeta(s, window); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	metas := s.aheadMeta
+	uids, more := w.takeBatch(s)
+	return uids, metas, more, nil
 }
 
-// search finds the UIDs above max(cursor, from) in the folder selected
-// and fetches the metadata of up to lookaheadBatches batches of them into
-// s.ahead; it returns the first batch taken from there.
-func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, error) {
+// search finds the UIDs above max(cursor, from) in the folder selected,
+// up to lookaheadBatches batches of them, and puts them in s.ahead.
+func (w *Worker) search(s *sess, from uint32) error {
 	above := max(s.cur.LastUID, from)
 	if above == ^uint32(0) {
-		return nil, nil, false, nil
+		return nil
 	}
 	var set imap.UIDSet
 	set.AddRange(imap.UID(above+1), 0) // above+1:*
@@ -808,13 +825,13 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 		NotFlag: []imap.Flag{imap.FlagDeleted},
 	}, nil).Wait()
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("uid search: %w", err)
+		return fmt.Errorf("uid search: %w", err)
 	}
 	var uids []uint32
 	if all, ok := data.All.(imap.UIDSet); ok {
 		nums, ok := all.Nums()
 		if !ok {
-			return nil, nil, false, errors.New("uid search: server returned a dynamic UID set")
+			return errors.New("uid search: server returned a dynamic UID set")
 		}
 		for _, u := range nums {
 			// "n:*" always matches the highest UID, even one below n.
@@ -829,10 +846,14 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 	if n := lookaheadBatches * w.batch; len(uids) > n {
 		uids, more = uids[:n], true
 	}
-	if len(uids) == 0 {
-		return nil, nil, false, nil
-	}
+	s.ahead, s.aheadMeta, s.aheadMetaN, s.aheadMore = uids, map[uint32]meta{}, 0, more
+	return nil
+}
 
+// fetchMeta fetches the size and date of up to n more UIDs of s.ahead,
+// after those it has them for.
+func (w *Worker) fetchMeta(s *sess, n int) error {
+	uids := s.ahead[s.aheadMetaN:min(len(s.ahead), s.aheadMetaN+n)]
 	var fetchSet imap.UIDSet
 	for _, u := range uids {
 		fetchSet.AddNum(imap.UID(u))
@@ -844,12 +865,12 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 		UID: true, RFC822Size: true, InternalDate: true,
 	}).Collect()
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("uid fetch metadata: %w", err)
+		return fmt.Errorf("uid fetch metadata: %w", err)
 	}
-	metas := make(map[uint32]meta, len(msgs))
+	metas := s.aheadMeta
 	var oversize imap.UIDSet
 	for _, m := range msgs {
-		if m.UID == 0 {
+		if m.UID == 0 || !fetchSet.Contains(m.UID) {
 			continue
 		}
 		metas[uint32(m.UID)] = meta{size: m.RFC822Size, date: m.InternalDate}
@@ -862,7 +883,7 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 		// Message-ID alone.
 		envs, err := s.c.Fetch(oversize, &imap.FetchOptions{UID: true, Envelope: true}).Collect()
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("uid fetch envelopes of messages over max_message_size: %w", err)
+			return fmt.Errorf("uid fetch envelopes of messages over max_message_size: %w", err)
 		}
 		for _, m := range envs {
 			if mt, ok := metas[uint32(m.UID)]; ok && m.Envelope != nil {
@@ -871,9 +892,8 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 			}
 		}
 	}
-	s.ahead, s.aheadMeta, s.aheadMore = uids, metas, more
-	uids, more = w.takeBatch(s)
-	return uids, metas, more, nil
+	s.aheadMetaN += len(uids)
+	return nil
 }
 
 // takeBatch takes the next batch off s.ahead and reports whether more
@@ -881,7 +901,7 @@ func (w *Worker) search(s *sess, from uint32) ([]uint32, map[uint32]meta, bool, 
 // committed (and the next batch's meanwhile): it is bounded by bytes as
 // well as by count.
 func (w *Worker) takeBatch(s *sess) ([]uint32, bool) {
-	n := min(len(s.ahead), w.batch)
+	n := min(len(s.ahead), w.batch, s.aheadMetaN)
 	var total int64
 	for i, u := range s.ahead[:n] {
 		if m, ok := s.aheadMeta[u]; ok && !(w.cfg.MaxMessageSize > 0 && m.size > w.cfg.MaxMessageSize) {
@@ -892,7 +912,7 @@ func (w *Worker) takeBatch(s *sess) ([]uint32, bool) {
 		}
 	}
 	uids := s.ahead[:n:n]
-	s.ahead = s.ahead[n:]
+	s.ahead, s.aheadMetaN = s.ahead[n:], s.aheadMetaN-n
 	more := len(s.ahead) > 0 || s.aheadMore
 	if len(s.ahead) == 0 {
 		s.ahead, s.aheadMeta = nil, nil

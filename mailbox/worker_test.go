@@ -598,9 +598,10 @@ func TestBacklogSavesCursorOncePerCycle(t *testing.T) {
 }
 
 // A backlog's cycle selects and searches the folder once, and fetches
-// the metadata of the batches it looks ahead to at once: a SELECT a
-// batch cost Dovecot a re-read of the folder each time, and the round
-// trips of a search and a fetch a batch held up the download.
+// the metadata of the first batch alone, then of the batches after it at
+// once: a SELECT a batch cost Dovecot a re-read of the folder each time,
+// the round trips of a search and a fetch a batch held up the download,
+// and the metadata of ten batches held up the first one's.
 func TestBacklogSelectsAndSearchesOncePerCycle(t *testing.T) {
 	srv, p, cfg := backlogBehindProxy(t, 5)
 	scans := countScans(p)
@@ -611,8 +612,11 @@ func TestBacklogSelectsAndSearchesOncePerCycle(t *testing.T) {
 	if got := uidsOf(messages(t, srv, "Processed")); !slices.Equal(got, []uint32{1, 2, 3, 4, 5}) {
 		t.Fatalf("Processed = %v", got)
 	}
-	if s, q, m := scans.selects.Load(), scans.searches.Load(), scans.metaFetches.Load(); s != 1 || q != 1 || m != 1 {
-		t.Fatalf("first connection: %d SELECTs, %d searches and %d metadata fetches for 3 batches, want 1 of each", s, q, m)
+	if s, q := scans.selects.Load(), scans.searches.Load(); s != 1 || q != 1 {
+		t.Fatalf("first connection: %d SELECTs and %d searches for 3 batches, want 1 of each", s, q)
+	}
+	if m := scans.metaSets(); !slices.Equal(m, []string{"1:2", "3:5"}) {
+		t.Fatalf("metadata fetched for UIDs %q, want the first batch's (1:2), then the rest (3:5)", m)
 	}
 }
 
@@ -647,14 +651,29 @@ func TestBacklogBeyondTheLookaheadSearchesAgain(t *testing.T) {
 			t.Fatalf("committed batches %v: want at most two UIDs each, in ascending order", commits)
 		}
 	}
-	if s, q, m := scans.selects.Load(), scans.searches.Load(), scans.metaFetches.Load(); s != 1 || q != 2 || m != 2 {
-		t.Fatalf("first connection: %d SELECTs, %d searches and %d metadata fetches for %d messages, want 1, 2 and 2", s, q, m, n)
+	if s, q := scans.selects.Load(), scans.searches.Load(); s != 1 || q != 2 {
+		t.Fatalf("first connection: %d SELECTs and %d searches for %d messages, want 1 and 2", s, q, n)
+	}
+	// Each search's first batch alone, then the rest it found.
+	if m := scans.metaSets(); !slices.Equal(m, []string{"1:2", "3:20", "21:22", "23:25"}) {
+		t.Fatalf("metadata fetched for UIDs %q, want 1:2, 3:20, 21:22 and 23:25", m)
 	}
 }
 
 // scanCounts counts the first connection's commands that find the
-// messages to fetch.
-type scanCounts struct{ selects, searches, metaFetches atomic.Int32 }
+// messages to fetch, and keeps the UID sets of its metadata fetches.
+type scanCounts struct {
+	selects, searches atomic.Int32
+	mu                sync.Mutex
+	meta              []string
+}
+
+// metaSets are the UID sets of the metadata fetches so far.
+func (c *scanCounts) metaSets() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.meta)
+}
 
 // countScans sets p's OnCommand to count the first connection's SELECTs,
 // UID SEARCHes and metadata (size and date) FETCHes.
@@ -669,7 +688,9 @@ func countScans(p *devmail.FaultProxy) *scanCounts {
 		case strings.Contains(cmd, " UID SEARCH "):
 			c.searches.Add(1)
 		case strings.Contains(cmd, " UID FETCH ") && strings.Contains(cmd, "RFC822.SIZE"):
-			c.metaFetches.Add(1)
+			c.mu.Lock()
+			c.meta = append(c.meta, strings.Fields(line)[3])
+			c.mu.Unlock()
 		}
 	}
 	return &c
