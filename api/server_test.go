@@ -27,6 +27,7 @@ var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC) // a Monday
 
 type fixture struct {
 	st     *store.Store
+	render *notify.Renderer
 	client *Client
 	url    string
 	kicks  int
@@ -46,7 +47,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{st: st}
+	f := &fixture{st: st, render: r}
 	srv := NewServer(st, r, token, slog.New(slog.DiscardHandler), func() { f.kicks++ })
 	srv.now = func() time.Time { return t0.Add(time.Hour) }
 	err = st.Update(func(tx *store.Tx) error {
@@ -66,6 +67,21 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// message renders queued notification o as the notify worker sends it,
+// from its case as it is now.
+func (f *fixture) message(t *testing.T, o *store.Outgoing) []byte {
+	t.Helper()
+	c, err := f.st.GetCase(o.CaseID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := f.render.Compose(c, o)
+	if err != nil {
+		t.Fatalf("%s: %v", o.Kind, err)
+	}
+	return data
+}
+
 // outbox returns case #1's notifications after the first n.
 func (f *fixture) outbox(t *testing.T, skip int) []*store.Outgoing {
 	t.Helper()
@@ -82,7 +98,7 @@ type want struct {
 	autoSubmitted string
 }
 
-func checkRows(t *testing.T, step string, rows []*store.Outgoing, wants ...want) {
+func checkRows(t *testing.T, f *fixture, step string, rows []*store.Outgoing, wants ...want) {
 	t.Helper()
 	if len(rows) != len(wants) {
 		var got []string
@@ -93,7 +109,7 @@ func checkRows(t *testing.T, step string, rows []*store.Outgoing, wants ...want)
 	}
 	for i, w := range wants {
 		o := rows[i]
-		m, err := mail.ReadMessage(bytes.NewReader(o.Data))
+		m, err := mail.ReadMessage(bytes.NewReader(f.message(t, o)))
 		if err != nil {
 			t.Fatalf("%s: %s: %v", step, o.Kind, err)
 		}
@@ -203,7 +219,7 @@ func TestAgentDrivesCaseWithExactNotifications(t *testing.T) {
 		}
 		rows := f.outbox(t, seen)
 		seen += len(rows)
-		checkRows(t, name, rows, wants...)
+		checkRows(t, f, name, rows, wants...)
 		return c
 	}
 	tag := "[Case #1] "
@@ -249,8 +265,9 @@ func TestAgentDrivesCaseWithExactNotifications(t *testing.T) {
 		t.Fatalf("reply not recorded on the case: %+v", last)
 	}
 	replyRow := f.outbox(t, seen-1)[0]
-	m, _ := mail.ReadMessage(bytes.NewReader(replyRow.Data))
-	if m.Header.Get("In-Reply-To") != "<m1@customer.example>" || !strings.Contains(string(replyRow.Data), "Please clear the cache.") {
+	replyData := f.message(t, replyRow)
+	m, _ := mail.ReadMessage(bytes.NewReader(replyData))
+	if m.Header.Get("In-Reply-To") != "<m1@customer.example>" || !strings.Contains(string(replyData), "Please clear the cache.") {
 		t.Errorf("reply threading: In-Reply-To %q", m.Header.Get("In-Reply-To"))
 	}
 	if id, ok := viewCaseByMsgID(t, f.st, replyRow.MessageID); !ok || id != 1 {
@@ -301,7 +318,7 @@ func TestGermanCaseGetsGermanMail(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := f.outbox(t, 0)
-	m, _ := mail.ReadMessage(bytes.NewReader(rows[0].Data))
+	m, _ := mail.ReadMessage(bytes.NewReader(f.message(t, rows[0])))
 	subject, _ := mimeDecoder.DecodeHeader(m.Header.Get("Subject"))
 	if subject != "[Case #1] Status: wartet auf Ihre Antwort - Checkout broken" {
 		t.Errorf("German subject %q", subject)

@@ -2,60 +2,15 @@ package intake
 
 import (
 	"context"
-	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 
+	"github.com/caseintake/caseintake/internal/fulldisk"
 	"github.com/caseintake/caseintake/mailbox"
 	"github.com/caseintake/caseintake/store"
 )
-
-// smallDisk mounts a tmpfs of size bytes for the test (root only; skipped
-// elsewhere) and unmounts it at the end.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a real full disk needs a small tmpfs, which needs root")
-	}
-	dir := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs for the full-disk test: %v %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fill writes a filler file until the disk is full and returns it.
-func fill(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling the disk: %v", err)
-			}
-			return path
-		}
-	}
-}
 
 // observed passes messages to the real pipeline and remembers what it
 // answered.
@@ -114,7 +69,7 @@ func TestFullDiskLeavesMessageOnServerAndResumes(t *testing.T) {
 }
 
 func fullDisk(t *testing.T, room bool, want string) {
-	disk := smallDisk(t, "4m")
+	disk := fulldisk.Small(t, "4m")
 	h := newHarness(t, harnessOpts{noWorkers: true, dataDir: disk})
 	obs := &observed{p: h.pipeline, ch: make(chan struct{}, 1)}
 	w := mailbox.NewWorker(h.cfgs["support"], obs, Cursors(h.store), h.pipeline.log)
@@ -127,7 +82,7 @@ func fullDisk(t *testing.T, room bool, want string) {
 	h.waitDecided("df1@customer.example", 1)
 	h.waitFolder(supportAddr, "Processed", 1)
 
-	filler := fill(t, disk)
+	filler := fulldisk.Fill(t, disk)
 	big := strings.Replace(msg("bob@customer.example", "While the disk is full", "df2@customer.example"),
 		"Hello, please help.", strings.Repeat("a long description of the problem\r\n", 600), 1)
 	if room {

@@ -106,7 +106,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, mail: ms, store: st, clock: &clock{now: time.Now()}, cfgs: map[string]config.Mailbox{}, logLines: lines}
-	notifier := notify.NewWorker(st, sender, log)
+	notifier := notify.NewWorker(st, renderer, sender, log)
 	popts := Options{
 		ReopenWindow: 14 * 24 * time.Hour,
 		OwnAddresses: o.mailboxes,

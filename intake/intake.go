@@ -724,7 +724,7 @@ func (p *Pipeline) newCase(tx *store.Tx, d *store.Decision, msg *classify.Messag
 		}
 	}
 	d.Outcome, d.Signal, d.CaseID = store.OutcomeNewCase, signal, c.ID
-	rows, err := p.render.NewCase(c, notify.Event{Signal: signal, Text: msg.Text, ReplyTo: msg.MessageID}, ack, now)
+	rows, err := p.render.NewCase(c, notify.Event{Signal: signal, Text: msg.Text, TextOf: msg.MessageID, ReplyTo: msg.MessageID}, ack, now)
 	if err != nil {
 		return 0, err
 	}
@@ -738,14 +738,14 @@ func (p *Pipeline) reply(tx *store.Tx, d *store.Decision, msg *classify.Message,
 		from := c.Status
 		c.SetStatus(casemodel.Open, "mail", "reply from "+msg.From, now)
 		signal += fmt.Sprintf("; reopened from %s", from)
-		r, err := p.render.Reopened(c, notify.Event{From: from, To: casemodel.Open, Text: msg.Text, ReplyTo: msg.MessageID, Actor: msg.From}, now)
+		r, err := p.render.Reopened(c, notify.Event{From: from, To: casemodel.Open, Text: msg.Text, TextOf: msg.MessageID, ReplyTo: msg.MessageID, Actor: msg.From}, now)
 		if err != nil {
 			return 0, err
 		}
 		rows = append(rows, r...)
 	} else {
 		c.AddEvent(casemodel.Event{At: now, Actor: "mail", Kind: "reply", Note: "reply from " + msg.From})
-		r, err := p.render.CustomerReplied(c, notify.Event{Text: msg.Text, Actor: msg.From}, now)
+		r, err := p.render.CustomerReplied(c, notify.Event{Text: msg.Text, TextOf: msg.MessageID, Actor: msg.From}, now)
 		if err != nil {
 			return 0, err
 		}
@@ -753,7 +753,7 @@ func (p *Pipeline) reply(tx *store.Tx, d *store.Decision, msg *classify.Message,
 	}
 	if prio := c.Priority; urgent && c.RaisePriority(casemodel.Urgent, "mail", fmt.Sprintf("subject phrase %q", phrase), now) {
 		signal += fmt.Sprintf("; subject phrase %q: raised to urgent", phrase)
-		r, err := p.render.RaisedUrgent(c, notify.Event{Signal: signal, Text: msg.Text, Actor: "mail from " + msg.From,
+		r, err := p.render.RaisedUrgent(c, notify.Event{Signal: signal, Text: msg.Text, TextOf: msg.MessageID, Actor: "mail from " + msg.From,
 			From: casemodel.Status(prio), To: casemodel.Status(casemodel.Urgent)}, now)
 		if err != nil {
 			return 0, err

@@ -114,7 +114,7 @@ func (p *Pipeline) Release(seq uint64, rel Release) (*store.Decision, error) {
 			Note: fmt.Sprintf("opened from quarantine record %d (%s)", q.Seq, q.Outcome)})
 		c.Messages = append(c.Messages, p.incoming(&d, msg, sig))
 		d.CaseID = c.ID
-		rows, err := p.render.NewCase(c, notify.Event{Signal: sig, Text: msg.Text, ReplyTo: msg.MessageID, Actor: rel.Actor}, withheld == "", now)
+		rows, err := p.render.NewCase(c, notify.Event{Signal: sig, Text: msg.Text, TextOf: msg.MessageID, ReplyTo: msg.MessageID, Actor: rel.Actor}, withheld == "", now)
 		if err != nil {
 			return err
 		}

@@ -171,7 +171,7 @@ func TestDueNoticesFireOnceAndAreDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	nw := notify.NewWorker(st, sender, slog.New(slog.DiscardHandler))
+	nw := notify.NewWorker(st, w.render, sender, slog.New(slog.DiscardHandler))
 	done := make(chan struct{})
 	go func() { _ = nw.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })

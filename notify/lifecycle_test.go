@@ -19,9 +19,9 @@ import (
 	"github.com/caseintake/caseintake/store"
 )
 
-func subjectOf(t *testing.T, o *store.Outgoing) string {
+func subjectOf(t *testing.T, r *Renderer, c *casemodel.Case, o *store.Outgoing) string {
 	t.Helper()
-	s, err := (&mime.WordDecoder{}).DecodeHeader(parse(t, o).Header.Get("Subject"))
+	s, err := (&mime.WordDecoder{}).DecodeHeader(parse(t, r, c, o).Header.Get("Subject"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +40,8 @@ func TestEveryKindRendersInEveryLanguage(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s/%s: %v", lang, kind, err)
 			}
-			m := parse(t, o)
-			subject := subjectOf(t, o)
+			m := parse(t, r, c, o)
+			subject := subjectOf(t, r, c, o)
 			if !strings.HasPrefix(strings.TrimPrefix(strings.TrimPrefix(subject, "Re: "), "AW: "), "[Case #5] ") {
 				t.Errorf("%s/%s: subject %q lacks the case tag", lang, kind, subject)
 			}
@@ -80,7 +80,7 @@ func TestLanguageChoice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := subjectOf(t, rows[0]); !strings.Contains(got, want) {
+		if got := subjectOf(t, r, c, rows[0]); !strings.Contains(got, want) {
 			t.Errorf("language %q: subject %q, want %q", lang, got, want)
 		}
 	}
@@ -97,12 +97,12 @@ func TestTemplatesDirOverrides(t *testing.T) {
 	}
 	c := casemodel.New(1, "s", "a@example.com", "", "support", casemodel.Normal, t0)
 	rows, _ := r.NoteAdded(c, Event{Note: "hi"}, t0)
-	if got := subjectOf(t, rows[0]); got != "[Case #1] NOTE" {
+	if got := subjectOf(t, r, c, rows[0]); got != "[Case #1] NOTE" {
 		t.Errorf("override not used: %q", got)
 	}
 	c.Language = "de"
 	rows, _ = r.NoteAdded(c, Event{Note: "hi", Actor: "a"}, t0)
-	if got := subjectOf(t, rows[0]); !strings.Contains(got, "Notiz") {
+	if got := subjectOf(t, r, c, rows[0]); !strings.Contains(got, "Notiz") {
 		t.Errorf("the German built-in should stay: %q", got)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "due.de.tmpl"), []byte(`{{define "subject"}}x{{end}}`), 0o644); err != nil {
@@ -176,7 +176,7 @@ func TestHTMLAlternativeIsEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := parse(t, rows[0])
+	m := parse(t, r, c, rows[0])
 	mediaType, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
 	if err != nil || mediaType != "multipart/alternative" {
 		t.Fatalf("Content-Type %q: %v", m.Header.Get("Content-Type"), err)
@@ -222,7 +222,7 @@ func TestStopDuringDataFinishesTheTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := NewWorker(st, sender, slog.New(slog.DiscardHandler))
+	w := NewWorker(st, testRenderer(t), sender, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); close(done) }()

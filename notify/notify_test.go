@@ -35,11 +35,16 @@ func testRendererTB(testing.TB) (*Renderer, error) {
 		config.Notify{Team: []string{"team@example.test"}, Urgent: []string{"oncall@example.test"}})
 }
 
-func parse(t *testing.T, o *store.Outgoing) *mail.Message {
+// parse renders queued notification o of case c as the worker sends it.
+func parse(t *testing.T, r *Renderer, c *casemodel.Case, o *store.Outgoing) *mail.Message {
 	t.Helper()
-	m, err := mail.ReadMessage(bytes.NewReader(o.Data))
+	data, err := r.Compose(c, o)
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", o.Kind, err, o.Data)
+		t.Fatalf("%s: %v", o.Kind, err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", o.Kind, err, data)
 	}
 	return m
 }
@@ -59,7 +64,7 @@ func TestNewCaseNotificationsHeadersAndThreading(t *testing.T) {
 	if strings.Join(kinds, ",") != "ack,team_new,urgent" {
 		t.Fatalf("kinds = %v", kinds)
 	}
-	ack := parse(t, rows[0])
+	ack := parse(t, r, c, rows[0])
 	subject, _ := (&mime.WordDecoder{}).DecodeHeader(ack.Header.Get("Subject"))
 	if subject != "[Case #1042] Checkout Bcc: victim@example.org down" {
 		t.Errorf("subject = %q (line breaks must not survive)", subject)
@@ -79,7 +84,7 @@ func TestNewCaseNotificationsHeadersAndThreading(t *testing.T) {
 			t.Errorf("ack %s = %q, want %q", k, got, want)
 		}
 	}
-	team := parse(t, rows[1])
+	team := parse(t, r, c, rows[1])
 	if team.Header.Get("Auto-Submitted") != "auto-generated" || team.Header.Get("In-Reply-To") != "" {
 		t.Errorf("team: Auto-Submitted %q, In-Reply-To %q", team.Header.Get("Auto-Submitted"), team.Header.Get("In-Reply-To"))
 	}
@@ -122,12 +127,23 @@ func TestStatusChangedTellsCustomerOnlyWhatTheySee(t *testing.T) {
 // outboxWithOne opens a store holding one case and one queued notification.
 func outboxWithOne(t *testing.T, to ...string) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.TempDir())
+	return queueOne(t, testRenderer(t), to...)
+}
+
+// queueOne opens a store holding case #1 and its team notice, queued by r.
+func queueOne(t *testing.T, r *Renderer, to ...string) *store.Store {
+	t.Helper()
+	return queueOneIn(t, t.TempDir(), r, to...)
+}
+
+// queueOneIn is queueOne with the store in dir.
+func queueOneIn(t *testing.T, dir string, r *Renderer, to ...string) *store.Store {
+	t.Helper()
+	st, err := store.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	r := testRenderer(t)
 	c := casemodel.New(1, "Help", "a@example.com", "", "support", casemodel.Normal, t0)
 	err = st.Update(func(tx *store.Tx) error {
 		rows, err := r.renderAll(c, Event{}, t0, spec{KindTeamNew, to})
@@ -147,11 +163,24 @@ func outboxWithOne(t *testing.T, to ...string) *store.Store {
 
 func startWorker(t *testing.T, st *store.Store, m *devmail.Server) *Worker {
 	t.Helper()
+	return startWorkerWith(t, st, m, testRenderer(t))
+}
+
+// startWorkerWith runs a worker delivering st's outbox to m, rendering
+// with r.
+func startWorkerWith(t *testing.T, st *store.Store, m *devmail.Server, r *Renderer) *Worker {
+	t.Helper()
+	return startWorkerLogging(t, st, m, r, slog.New(slog.DiscardHandler))
+}
+
+// startWorkerLogging is startWorkerWith logging to log.
+func startWorkerLogging(t *testing.T, st *store.Store, m *devmail.Server, r *Renderer, log *slog.Logger) *Worker {
+	t.Helper()
 	sender, err := NewSender(config.SMTP{Server: config.Server{Host: m.SMTPHost, Port: m.SMTPPort, Security: "none"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := NewWorker(st, sender, slog.New(slog.DiscardHandler))
+	w := NewWorker(st, r, sender, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = w.Run(ctx); close(done) }()

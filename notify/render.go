@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"fmt"
 	htmltemplate "html/template"
 	"io"
@@ -229,19 +230,26 @@ type Data struct {
 	Due    string // for due notices: at_risk or missed
 }
 
-// Event describes a change to notify about.
+// Event describes a change to notify about. A queued notification keeps
+// it (as Outgoing.Event) to be rendered from when it is sent.
 type Event struct {
-	Signal string
-	Text   string
-	From   casemodel.Status
-	To     casemodel.Status
-	Actor  string
-	Note   string
+	Signal string `json:"signal,omitempty"`
+	// Text is the customer's message (an excerpt goes to the team) or the
+	// agent's reply.
+	Text string `json:"text,omitempty"`
+	// TextOf is the Message-ID of the case's message whose text Text is:
+	// a queued notification then keeps the reference, not a copy, and
+	// takes the text from the case when it is sent.
+	TextOf string           `json:"text_of,omitempty"`
+	From   casemodel.Status `json:"from,omitempty"`
+	To     casemodel.Status `json:"to,omitempty"`
+	Actor  string           `json:"actor,omitempty"`
+	Note   string           `json:"note,omitempty"`
 	// ReplyTo is the customer's message the requester's notification
 	// answers (threading); empty for agent-driven changes.
-	ReplyTo string
+	ReplyTo string `json:"reply_to,omitempty"`
 	// Due is the kind of a due notice: casemodel.AtRisk or casemodel.Missed.
-	Due string
+	Due string `json:"due,omitempty"`
 }
 
 // NewCase renders what a new case sends: the acknowledgement (unless ack is
@@ -405,23 +413,118 @@ func (r *Renderer) renderAll(c *casemodel.Case, ev Event, now time.Time, specs .
 	return out, nil
 }
 
+// render queues one notification: its recipients, Message-ID and
+// subject are settled now, its body when it is sent (Compose).
 func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event, now time.Time) (*store.Outgoing, error) {
-	lang := r.language(c)
-	text := excerpt(ev.Text, 2000)
-	if kind == KindReply {
-		text = strings.TrimSpace(ev.Text) // the agent's whole reply
+	if ev.TextOf != "" {
+		if m := messageText(c, ev.TextOf); m != nil && sameShown(kind, *m, ev.Text) {
+			ev.Text = ""
+		} else {
+			ev.TextOf = "" // not on the case as it is: keep the copy
+		}
 	}
+	if ev.TextOf == "" {
+		ev.Text = r.text(kind, ev.Text) // what it shows: the excerpt, not the whole message
+	}
+	var subject bytes.Buffer
+	t, d, err := r.template(kind, c, ev, r.shownText(kind, c, ev))
+	if err != nil {
+		return nil, err
+	}
+	if err := t.ExecuteTemplate(&subject, "subject", d); err != nil {
+		return nil, err
+	}
+	queued, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Outgoing{
+		CaseID: c.ID, Kind: kind, EnvelopeFrom: r.envFrom, CreatedAt: now,
+		To: slices.Clone(to), Subject: HeaderText(subject.String()),
+		MessageID: r.notificationID(c.ID, len(c.Events), kind), Event: queued,
+	}, nil
+}
+
+// text is what a notification of kind shows of text: an excerpt for the
+// team, an agent's reply whole.
+func (r *Renderer) text(kind, text string) string {
+	if kind == KindReply {
+		return strings.TrimSpace(text)
+	}
+	return excerpt(text, excerptLen)
+}
+
+// excerptLen bounds the excerpt of a customer's text in a notification.
+const excerptLen = 2000
+
+// sameShown reports whether a notification of kind shows the same of
+// texts a and b (the case keeps a message's text cut at 8 KB; the excerpt
+// is shorter), without building either.
+func sameShown(kind, a, b string) bool {
+	if kind == KindReply {
+		return strings.TrimSpace(a) == strings.TrimSpace(b)
+	}
+	ha, ca := excerptCut(a, excerptLen)
+	hb, cb := excerptCut(b, excerptLen)
+	return ca == cb && ha == hb
+}
+
+// shownText is what a notification of kind shows of a queued event's
+// text: that of the case's message it names, or the one it keeps (shown
+// as it is).
+func (r *Renderer) shownText(kind string, c *casemodel.Case, ev Event) string {
+	if ev.TextOf != "" {
+		if m := messageText(c, ev.TextOf); m != nil {
+			return r.text(kind, *m)
+		}
+	}
+	return ev.Text
+}
+
+// messageText is the text of the case's message with Message-ID id.
+func messageText(c *casemodel.Case, id string) *string {
+	for i := len(c.Messages) - 1; i >= 0; i-- {
+		if c.Messages[i].MessageID == id {
+			return &c.Messages[i].Text
+		}
+	}
+	return nil
+}
+
+// template is the template set for kind in the case's language and the
+// data it is executed with (d.Text is left to the caller).
+func (r *Renderer) template(kind string, c *casemodel.Case, ev Event, text string) (*template.Template, Data, error) {
+	lang := r.language(c)
 	d := Data{Case: c, Tag: fmt.Sprintf("[Case #%d]", c.ID), Team: r.from.Name, Signal: ev.Signal,
 		Text: text, From: string(ev.From), To: string(ev.To), Actor: ev.Actor, Note: ev.Note,
 		Lang: lang, Due: ev.Due}
 	t := r.tmpl[lang][kind]
 	if t == nil {
-		return nil, fmt.Errorf("no template %s.tmpl", kind)
+		return nil, d, fmt.Errorf("no template %s.tmpl", kind)
+	}
+	return t, d, nil
+}
+
+// Compose renders queued notification o of case c, as c is now, into the
+// message to send: its body from the templates, under the subject,
+// recipients and Message-ID settled when it was queued. A row queued
+// before schema 6 was rendered then: its Data is returned as it is.
+func (r *Renderer) Compose(c *casemodel.Case, o *store.Outgoing) ([]byte, error) {
+	if o.Data != nil {
+		return o.Data, nil
+	}
+	var ev Event
+	if err := json.Unmarshal(o.Event, &ev); err != nil {
+		return nil, fmt.Errorf("notification %s of case #%d: queued event unreadable: %w", o.Kind, o.CaseID, err)
+	}
+	kind := o.Kind
+	t, d, err := r.template(kind, c, ev, r.shownText(kind, c, ev))
+	if err != nil {
+		return nil, err
 	}
 	// The body is sized for the excerpt up front (growing it from nothing
 	// cost a tenth of rendering a backlog's notifications) and reused:
 	// only the composed message is kept.
-	var subject bytes.Buffer
 	body := bodyBuffers.Get().(*bytes.Buffer)
 	defer func() {
 		if body.Cap() <= maxPooledBody { // an agent's long reply is not kept
@@ -429,12 +532,9 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 		}
 	}()
 	body.Reset()
-	body.Grow(len(text) + 1024)
-	if err := t.ExecuteTemplate(&subject, "subject", d); err != nil {
-		return nil, err
-	}
+	body.Grow(len(d.Text) + 1024)
 	if err := t.ExecuteTemplate(body, "body", d); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("render %s notification for case #%d: %w", kind, c.ID, err)
 	}
 	customer := slices.Contains(customerKinds, kind)
 	var refs, inReplyTo []string
@@ -462,29 +562,23 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 	if kind == KindReply {
 		autoSubmitted = "" // written by a person
 	}
-	o := &store.Outgoing{
-		CaseID: c.ID, Kind: kind, EnvelopeFrom: r.envFrom, CreatedAt: now,
-		To: slices.Clone(to), Subject: HeaderText(subject.String()),
-		MessageID: r.notificationID(c.ID, len(c.Events), kind),
-	}
 	var htmlBody bytes.Buffer
-	if h := r.html[lang][kind]; h != nil {
+	if h := r.html[d.Lang][kind]; h != nil {
 		if err := h.ExecuteTemplate(&htmlBody, "html", d); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("render %s notification for case #%d (html): %w", kind, c.ID, err)
 		}
 	}
 	var buf bytes.Buffer
 	buf.Grow((body.Len()+htmlBody.Len())*5/4 + 2048) // quoted-printable, the header
-	err := compose(&buf, header{
-		from: r.from, to: to, subject: subject.String(), messageID: o.MessageID,
-		inReplyTo: inReplyTo, references: refs, kind: kind, caseID: c.ID, date: now,
+	err = compose(&buf, header{
+		from: r.from, to: o.To, subject: o.Subject, messageID: o.MessageID,
+		inReplyTo: inReplyTo, references: refs, kind: kind, caseID: c.ID, date: o.CreatedAt,
 		autoSubmitted: autoSubmitted,
 	}, body.Bytes(), htmlBody.Bytes())
 	if err != nil {
 		return nil, err
 	}
-	o.Data = buf.Bytes()
-	return o, nil
+	return buf.Bytes(), nil
 }
 
 // bodyBuffers recycles the buffers notification bodies are rendered into,
@@ -583,16 +677,28 @@ func HeaderText(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
+// excerpt is s trimmed, cut to at most n bytes with a mark where it was
+// cut.
 func excerpt(s string, n int) string {
+	head, cut := excerptCut(s, n)
+	if !cut {
+		return head
+	}
+	return head + "\n[…]"
+}
+
+// excerptCut is s trimmed and cut at a character boundary to at most n
+// bytes, and whether it was cut.
+func excerptCut(s string, n int) (string, bool) {
 	s = strings.TrimSpace(s)
 	if len(s) <= n {
-		return s
+		return s, false
 	}
 	cut := n
 	for cut > 0 && !utf8RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + "\n[…]"
+	return s[:cut], true
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

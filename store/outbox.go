@@ -19,25 +19,30 @@ const (
 	OutboxFailed  = "failed"
 )
 
-// Outgoing is one notification in the transactional outbox: rendered in
-// the transaction that changed the case, sent later by the notify worker.
+// Outgoing is one notification in the transactional outbox: queued in the
+// transaction that changed the case, rendered and sent later by the notify
+// worker.
 type Outgoing struct {
-	Seq          uint64    `json:"seq"`
-	CaseID       uint64    `json:"case_id"`
-	Kind         string    `json:"kind"` // ack, team_new, urgent_new, reopened, ...
-	MessageID    string    `json:"message_id"`
-	Subject      string    `json:"subject"`
-	EnvelopeFrom string    `json:"envelope_from"`  // "" sends the null reverse path
-	To           []string  `json:"to"`             // recipients still to deliver to
-	Data         []byte    `json:"data,omitempty"` // the whole message (kept apart from the row; see putOutgoing)
-	State        string    `json:"state"`
-	Attempts     int       `json:"attempts"`
-	NextAttempt  time.Time `json:"next_attempt,omitzero"` // zero: due now
-	LastError    string    `json:"last_error,omitempty"`
-	Delivered    []string  `json:"delivered,omitempty"`
-	Failed       []string  `json:"failed,omitempty"` // permanently refused recipients
-	CreatedAt    time.Time `json:"created_at"`
-	SentAt       time.Time `json:"sent_at,omitzero"`
+	Seq          uint64   `json:"seq"`
+	CaseID       uint64   `json:"case_id"`
+	Kind         string   `json:"kind"` // ack, team_new, urgent_new, reopened, ...
+	MessageID    string   `json:"message_id"`
+	Subject      string   `json:"subject"`
+	EnvelopeFrom string   `json:"envelope_from"` // "" sends the null reverse path
+	To           []string `json:"to"`            // recipients still to deliver to
+	// Event is what the message is rendered from when it is sent: the
+	// notify package's record of the change (JSON). A row queued before
+	// schema 6 has Data, the rendered message, instead.
+	Event       json.RawMessage `json:"event,omitempty"`
+	Data        []byte          `json:"data,omitempty"` // the whole message (kept apart from the row; see putOutgoing)
+	State       string          `json:"state"`
+	Attempts    int             `json:"attempts"`
+	NextAttempt time.Time       `json:"next_attempt,omitzero"` // zero: due now
+	LastError   string          `json:"last_error,omitempty"`
+	Delivered   []string        `json:"delivered,omitempty"`
+	Failed      []string        `json:"failed,omitempty"` // permanently refused recipients
+	CreatedAt   time.Time       `json:"created_at"`
+	SentAt      time.Time       `json:"sent_at,omitzero"`
 }
 
 // Enqueue adds a notification to the outbox in this transaction.
@@ -97,14 +102,14 @@ func (t *Tx) CaseOutbox(caseID uint64) ([]*Outgoing, error) {
 	return out, nil
 }
 
-// putOutgoing writes row o: its JSON without the message, which goes to
-// bucketOutboxData under the same key the first time (it never changes).
-// A delivery attempt rewrites the row, not the message, and the message
-// is not base64 in the JSON. A row from a schema 1 store, message inside,
-// moves it out the first time it is written.
+// putOutgoing writes row o: its JSON without the message, if it has one,
+// which goes to bucketOutboxData under the same key the first time (it
+// never changes). A delivery attempt rewrites the row, not the message,
+// and the message is not base64 in the JSON. A row from a schema 1 store,
+// message inside, moves it out the first time it is written.
 func (t *Tx) putOutgoing(o *Outgoing) error {
 	key := u64(o.Seq)
-	if data := t.tx.Bucket(bucketOutboxData); data.Get(key) == nil {
+	if data := t.tx.Bucket(bucketOutboxData); o.Data != nil && data.Get(key) == nil {
 		if err := data.Put(key, o.Data); err != nil {
 			return err
 		}

@@ -186,7 +186,7 @@ func assemble(cfg *config.Config, st *store.Store, pool *mailboxPool, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{store: st, notifier: notify.NewWorker(st, sender, log.With("component", "notify")), events: newEventMetrics()}
+	d := &daemon{store: st, notifier: notify.NewWorker(st, renderer, sender, log.With("component", "notify")), events: newEventMetrics()}
 	d.notifier.Observe(d.events.smtpResult)
 	targets, err := lifecycle.Targets(cfg.Lifecycle)
 	if err != nil {

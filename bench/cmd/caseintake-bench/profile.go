@@ -113,7 +113,7 @@ func profileDrain(o options, s *stack, res *Results) error {
 	if err != nil {
 		return err
 	}
-	notifier := notify.NewWorker(st, sender, lg)
+	notifier := notify.NewWorker(st, renderer, sender, lg)
 	pipe := intake.New(st, renderer, intake.Options{ReopenWindow: cfg.Intake.ReopenWindow,
 		Urgency: classify.NewUrgency(classify.DefaultUrgentPhrases()), OwnAddresses: []string{"support@example.test"}}, lg, notifier.Kick)
 	th := &timedHandler{h: pipe}
