@@ -70,9 +70,12 @@ const NotificationHeader = "X-Caseintake-Notification"
 var customerVisible = []casemodel.Status{casemodel.InProgress, casemodel.CustomerPending,
 	casemodel.SolutionProvided, casemodel.Closed, casemodel.Open}
 
-// Renderer turns case changes into outbox rows. It also holds the
-// response-target policy, because the acknowledgement promises a due time:
-// NewCase and RaisedUrgent stamp the case's due time under it.
+// Renderer turns case changes into outbox rows (NewCase, StatusChanged,
+// ...: queued in the change's transaction, subject and Message-ID
+// settled) and a row into the message the worker sends (Compose). It
+// also holds the response-target policy, because the acknowledgement
+// promises a due time: NewCase and RaisedUrgent stamp the case's due time
+// under it.
 type Renderer struct {
 	from    *mail.Address
 	domain  string
