@@ -510,12 +510,9 @@ func (r *Renderer) template(kind string, c *casemodel.Case, ev Event, text strin
 
 // Compose renders queued notification o of case c, as c is now, into the
 // message to send: its body from the templates, under the subject,
-// recipients and Message-ID settled when it was queued. A row queued
-// before schema 6 was rendered then: its Data is returned as it is.
+// recipients and Message-ID settled when it was queued. (A row queued
+// before schema 6 holds the message rendered then, in o.Data.)
 func (r *Renderer) Compose(c *casemodel.Case, o *store.Outgoing) ([]byte, error) {
-	if o.Data != nil {
-		return o.Data, nil
-	}
 	var ev Event
 	if err := json.Unmarshal(o.Event, &ev); err != nil {
 		return nil, fmt.Errorf("notification %s of case #%d: queued event unreadable: %w", o.Kind, o.CaseID, err)
