@@ -64,6 +64,11 @@ func TestNewCaseNotificationsHeadersAndThreading(t *testing.T) {
 	if strings.Join(kinds, ",") != "ack,team_new,urgent" {
 		t.Fatalf("kinds = %v", kinds)
 	}
+	for _, o := range rows {
+		if o.Urgent != (o.Kind == KindUrgent) {
+			t.Errorf("%s queued urgent=%v: only the escalation goes before the rest of the queue", o.Kind, o.Urgent)
+		}
+	}
 	ack := parse(t, r, c, rows[0])
 	subject, _ := (&mime.WordDecoder{}).DecodeHeader(ack.Header.Get("Subject"))
 	if subject != "[Case #1042] Checkout Bcc: victim@example.org down" {

@@ -445,6 +445,7 @@ func (r *Renderer) render(kind string, c *casemodel.Case, to []string, ev Event,
 		CaseID: c.ID, Kind: kind, EnvelopeFrom: r.envFrom, CreatedAt: now,
 		To: slices.Clone(to), Subject: HeaderText(subject.String()),
 		MessageID: r.notificationID(c.ID, len(c.Events), kind), Event: queued,
+		Urgent: kind == KindUrgent,
 	}, nil
 }
 

@@ -33,16 +33,19 @@ type Outgoing struct {
 	// Event is what the message is rendered from when it is sent: the
 	// notify package's record of the change (JSON). A row queued before
 	// schema 6 has Data, the rendered message, instead.
-	Event       json.RawMessage `json:"event,omitempty"`
-	Data        []byte          `json:"data,omitempty"` // the whole message (kept apart from the row; see putOutgoing)
-	State       string          `json:"state"`
-	Attempts    int             `json:"attempts"`
-	NextAttempt time.Time       `json:"next_attempt,omitzero"` // zero: due now
-	LastError   string          `json:"last_error,omitempty"`
-	Delivered   []string        `json:"delivered,omitempty"`
-	Failed      []string        `json:"failed,omitempty"` // permanently refused recipients
-	CreatedAt   time.Time       `json:"created_at"`
-	SentAt      time.Time       `json:"sent_at,omitzero"`
+	Event json.RawMessage `json:"event,omitempty"`
+	Data  []byte          `json:"data,omitempty"` // the whole message (kept apart from the row; see putOutgoing)
+	// Urgent rows are sent before the rest of the queue: an escalation
+	// must not wait behind a backlog's team notices.
+	Urgent      bool      `json:"urgent,omitempty"`
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAttempt time.Time `json:"next_attempt,omitzero"` // zero: due now
+	LastError   string    `json:"last_error,omitempty"`
+	Delivered   []string  `json:"delivered,omitempty"`
+	Failed      []string  `json:"failed,omitempty"` // permanently refused recipients
+	CreatedAt   time.Time `json:"created_at"`
+	SentAt      time.Time `json:"sent_at,omitzero"`
 }
 
 // Enqueue adds a notification to the outbox in this transaction.
@@ -61,8 +64,19 @@ func (t *Tx) Enqueue(o *Outgoing) error {
 	if err := t.tx.Bucket(bucketOutboxCase).Put(outboxCaseKey(o.CaseID, seq), nil); err != nil {
 		return err
 	}
-	return t.tx.Bucket(bucketPending).Put(u64(seq), nil)
+	return t.pending(o).Put(u64(seq), nil)
 }
+
+// pending is the pending index row o belongs in.
+func (t *Tx) pending(o *Outgoing) *bolt.Bucket {
+	if o.Urgent {
+		return t.tx.Bucket(bucketPendingUrgent)
+	}
+	return t.tx.Bucket(bucketPending)
+}
+
+// pendingIndexes are the pending indexes in the order they are sent from.
+var pendingIndexes = [][]byte{bucketPendingUrgent, bucketPending}
 
 // outboxCaseKey is a row's key in the outbox's case index.
 func outboxCaseKey(caseID, seq uint64) []byte {
@@ -129,28 +143,31 @@ func (t *Tx) withData(o *Outgoing) *Outgoing {
 }
 
 // DueOutbox returns up to limit pending notifications whose next attempt is
-// due at now, oldest first, and the earliest next attempt among those not
-// yet due (zero if none; only looked for when fewer than limit are due).
-// It decodes only the rows it returns: the pending index holds each row's
-// next attempt, so a long queue costs a scan of small keys, not of messages.
+// due at now, the urgent ones first, oldest first within each, and the
+// earliest next attempt among those not yet due (zero if none; only looked
+// for when fewer than limit are due). It decodes only the rows it returns:
+// the pending indexes hold each row's next attempt, so a long queue costs
+// a scan of small keys, not of messages.
 func (s *Store) DueOutbox(now time.Time, limit int) (due []*Outgoing, next time.Time, err error) {
 	err = s.View(func(t *Tx) error {
 		out := t.tx.Bucket(bucketOutbox)
-		c := t.tx.Bucket(bucketPending).Cursor()
-		for k, v := c.First(); k != nil && len(due) < limit; k, v = c.Next() {
-			if at := pendingAt(v); at.After(now) {
-				if next.IsZero() || at.Before(next) {
-					next = at
+		for _, index := range pendingIndexes {
+			c := t.tx.Bucket(index).Cursor()
+			for k, v := c.First(); k != nil && len(due) < limit; k, v = c.Next() {
+				if at := pendingAt(v); at.After(now) {
+					if next.IsZero() || at.Before(next) {
+						next = at
+					}
+					continue
 				}
-				continue
+				var o Outgoing
+				if ok, err := getJSON(out, k, &o); err != nil {
+					return err
+				} else if !ok {
+					continue
+				}
+				due = append(due, t.withData(&o))
 			}
-			var o Outgoing
-			if ok, err := getJSON(out, k, &o); err != nil {
-				return err
-			} else if !ok {
-				continue
-			}
-			due = append(due, t.withData(&o))
 		}
 		return nil
 	})
@@ -173,21 +190,25 @@ type OutboxStats struct {
 }
 
 // OutboxStats counts pending notifications and finds the oldest (the first
-// in the index: rows are numbered in the order they were queued).
+// in its index: rows are numbered in the order they were queued).
 func (s *Store) OutboxStats() (OutboxStats, error) {
 	var st OutboxStats
 	err := s.View(func(t *Tx) error {
-		pending := t.tx.Bucket(bucketPending)
-		st.Pending = pending.Stats().KeyN
-		k, _ := pending.Cursor().First()
-		if k == nil {
-			return nil
+		for _, index := range pendingIndexes {
+			pending := t.tx.Bucket(index)
+			st.Pending += pending.Stats().KeyN
+			k, _ := pending.Cursor().First()
+			if k == nil {
+				continue
+			}
+			var o Outgoing
+			if _, err := getJSON(t.tx.Bucket(bucketOutbox), k, &o); err != nil {
+				return err
+			}
+			if st.Oldest.IsZero() || o.CreatedAt.Before(st.Oldest) {
+				st.Oldest = o.CreatedAt
+			}
 		}
-		var o Outgoing
-		if _, err := getJSON(t.tx.Bucket(bucketOutbox), k, &o); err != nil {
-			return err
-		}
-		st.Oldest = o.CreatedAt
 		return nil
 	})
 	return st, err
@@ -257,13 +278,13 @@ func (t *Tx) RecordDelivery(seq uint64, d Delivery, now time.Time) error {
 		return err
 	}
 	if o.State != OutboxPending {
-		return t.tx.Bucket(bucketPending).Delete(u64(seq))
+		return t.pending(&o).Delete(u64(seq))
 	}
 	var at []byte // due at once
 	if !o.NextAttempt.IsZero() {
 		at = u64(uint64(o.NextAttempt.UnixNano()))
 	}
-	return t.tx.Bucket(bucketPending).Put(u64(seq), at)
+	return t.pending(&o).Put(u64(seq), at)
 }
 
 func (t *Tx) noteFailure(caseID uint64, kind, rcpt, reason string, now time.Time) error {

@@ -209,3 +209,53 @@ func reopenAsSchema(t *testing.T, s *Store, version uint64, later ...[]byte) *St
 	}
 	return s
 }
+
+// An escalation queued behind a backlog's notices goes out first, and its
+// retries keep it ahead of them; the stats count both queues.
+func TestUrgentNotificationsAreDueBeforeTheRestOfTheQueue(t *testing.T) {
+	s := openTest(t)
+	err := s.Update(func(tx *Tx) error {
+		for i := range 3 {
+			if err := tx.Enqueue(&Outgoing{CaseID: uint64(i + 1), Kind: "team_new", To: []string{"team@example.test"}, CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return tx.Enqueue(&Outgoing{CaseID: 4, Kind: "urgent", To: []string{"oncall@example.test"}, Urgent: true, CreatedAt: t0.Add(time.Minute)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := func(now time.Time, limit int) []uint64 {
+		t.Helper()
+		due, _, err := s.DueOutbox(now, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, o := range due {
+			got = append(got, o.Seq)
+		}
+		return got
+	}
+	if got := seqs(t0, 2); fmt.Sprint(got) != "[4 1]" {
+		t.Fatalf("due first: %v, want the urgent row 4, then the oldest, 1", got)
+	}
+	if st, err := s.OutboxStats(); err != nil || st.Pending != 4 || !st.Oldest.Equal(t0) {
+		t.Fatalf("stats %+v, %v: want 4 pending, the oldest queued at %v", st, err, t0)
+	}
+	if err := s.RecordDelivery(4, Delivery{Retry: errors.New("451 try later"), NextRetry: t0.Add(time.Minute)}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(t0, 10); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("while the urgent row waits for its retry: %v, want [1 2 3]", got)
+	}
+	if got := seqs(t0.Add(time.Minute), 2); fmt.Sprint(got) != "[4 1]" {
+		t.Fatalf("at its retry: %v, want the urgent row first again", got)
+	}
+	if err := s.RecordDelivery(4, Delivery{Accepted: []string{"oncall@example.test"}}, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(t0.Add(time.Minute), 10); fmt.Sprint(got) != "[1 2 3]" {
+		t.Fatalf("after the urgent row was sent: %v, want [1 2 3]", got)
+	}
+}

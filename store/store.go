@@ -18,28 +18,29 @@ import (
 
 // Bucket layout. Numeric keys are big-endian uint64 so cursors walk in order.
 var (
-	bucketMeta        = []byte("meta")           // "schema_version" -> u64, "message_id_key" -> 32 bytes
-	bucketCases       = []byte("cases")          // case ID -> casemodel.Case JSON
-	bucketByStatus    = []byte("by_status")      // status 0x00 case ID -> ""
-	bucketByMsgID     = []byte("by_msgid")       // Message-ID (incoming and ours) -> case ID
-	bucketDecisions   = []byte("decisions")      // seq -> Decision JSON
-	bucketByMsgKey    = []byte("by_msgkey")      // message key -> seq of its deciding record
-	bucketTrace       = []byte("trace")          // Message-ID 0x00 seq -> "" (every record, for trace)
-	bucketByUID       = []byte("by_uid")         // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
-	bucketCursors     = []byte("imap_cursor")    // mailbox name -> Cursor JSON
-	bucketOutbox      = []byte("outbox")         // seq -> Outgoing JSON (without the message since schema 2)
-	bucketOutboxData  = []byte("outbox_data")    // seq -> the Outgoing's whole message, as sent
-	bucketPending     = []byte("outbox_pending") // seq -> next attempt (unix ns; "" = due now) while not sent or failed
-	bucketAckHistory  = []byte("ack_history")    // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
-	bucketOutboxCase  = []byte("outbox_by_case") // case ID, seq -> "" (a case's notifications; since schema 3)
-	bucketQuarantine  = []byte("quarantine")     // quarantine record seq -> "", or the seq of the record that superseded it (since schema 4)
-	bucketStatusN     = []byte("status_counts")  // status -> u64 number of cases in it (since schema 5)
-	bucketActiveN     = []byte("active_counts")  // priority -> u64 number of its cases neither closed nor archived (since schema 5)
-	bucketByRequester = []byte("by_requester")   // requester in lower case 0x00 case ID -> "" (since schema 5)
-	bucketByAssignee  = []byte("by_assignee")    // assignee in lower case 0x00 case ID -> "", assigned cases only (since schema 5)
-	bucketByPriority  = []byte("by_priority")    // priority 0x00 case ID -> "" (since schema 5)
-	allBuckets        = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
-		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketAckHistory,
+	bucketMeta          = []byte("meta")                  // "schema_version" -> u64, "message_id_key" -> 32 bytes
+	bucketCases         = []byte("cases")                 // case ID -> casemodel.Case JSON
+	bucketByStatus      = []byte("by_status")             // status 0x00 case ID -> ""
+	bucketByMsgID       = []byte("by_msgid")              // Message-ID (incoming and ours) -> case ID
+	bucketDecisions     = []byte("decisions")             // seq -> Decision JSON
+	bucketByMsgKey      = []byte("by_msgkey")             // message key -> seq of its deciding record
+	bucketTrace         = []byte("trace")                 // Message-ID 0x00 seq -> "" (every record, for trace)
+	bucketByUID         = []byte("by_uid")                // mailbox 0x00 uidvalidity 0x00 uid -> decision seq
+	bucketCursors       = []byte("imap_cursor")           // mailbox name -> Cursor JSON
+	bucketOutbox        = []byte("outbox")                // seq -> Outgoing JSON (without the message since schema 2)
+	bucketOutboxData    = []byte("outbox_data")           // seq -> the Outgoing's whole message, as sent
+	bucketPending       = []byte("outbox_pending")        // seq -> next attempt (unix ns; "" = due now) while not sent or failed
+	bucketPendingUrgent = []byte("outbox_pending_urgent") // the same for the rows that go first (Outgoing.Urgent; since schema 6)
+	bucketAckHistory    = []byte("ack_history")           // recipient 0x00 unix-nanos -> "" (acknowledgement rate limit)
+	bucketOutboxCase    = []byte("outbox_by_case")        // case ID, seq -> "" (a case's notifications; since schema 3)
+	bucketQuarantine    = []byte("quarantine")            // quarantine record seq -> "", or the seq of the record that superseded it (since schema 4)
+	bucketStatusN       = []byte("status_counts")         // status -> u64 number of cases in it (since schema 5)
+	bucketActiveN       = []byte("active_counts")         // priority -> u64 number of its cases neither closed nor archived (since schema 5)
+	bucketByRequester   = []byte("by_requester")          // requester in lower case 0x00 case ID -> "" (since schema 5)
+	bucketByAssignee    = []byte("by_assignee")           // assignee in lower case 0x00 case ID -> "", assigned cases only (since schema 5)
+	bucketByPriority    = []byte("by_priority")           // priority 0x00 case ID -> "" (since schema 5)
+	allBuckets          = [][]byte{bucketMeta, bucketCases, bucketByStatus, bucketByMsgID, bucketDecisions,
+		bucketByMsgKey, bucketTrace, bucketByUID, bucketCursors, bucketOutbox, bucketOutboxData, bucketPending, bucketPendingUrgent, bucketAckHistory,
 		bucketOutboxCase, bucketQuarantine, bucketStatusN, bucketActiveN, bucketByRequester, bucketByAssignee, bucketByPriority}
 )
 
@@ -74,7 +75,9 @@ var (
 // a tenth of a backlog's CPU and two fifths of what it wrote to the
 // database. Rows queued before are sent as they were rendered. An older
 // store is only marked 6, so that an older caseintake, which would send
-// the new rows empty, refuses it.
+// the new rows empty, refuses it. The pending escalations are indexed
+// apart (bucketPendingUrgent), to be sent before the rest of the queue:
+// in a backlog they had waited behind thousands of team notices.
 const schemaVersion = 6
 
 // DBFile is the database's name inside data_dir.
