@@ -57,6 +57,7 @@ type Pipeline struct {
 	log      *slog.Logger
 	onCommit func()
 	parsing  chan struct{} // bounds the messages held in memory and parsed at once
+	helpers  *helpers      // run the storing and parsing behind Stage
 	capWarn  capWarning
 }
 
@@ -112,7 +113,7 @@ func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, on
 		onCommit = func() {}
 	}
 	return &Pipeline{store: st, render: r, opts: opts, log: log, onCommit: onCommit,
-		parsing: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+		parsing: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), helpers: newHelpers()}
 }
 
 var _ mailbox.Handler = (*Pipeline)(nil)
@@ -170,7 +171,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 			return answer(mailbox.Disposition{Action: mailbox.Retry, Reason: err.Error()})
 		}
 		if n <= inMemoryMax {
-			go func() {
+			p.helpers.run(func() {
 				defer close(st.parsed)
 				defer func() { <-p.parsing }()
 				defer bodyBuffers.Put(buf) // the parsed message keeps no part of it
@@ -178,7 +179,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 					p.parsedFrom(st, in, func() io.Reader { return bytes.NewReader(buf.Bytes()) },
 						func() string { return store.ContentKeyOf(buf.Bytes()) })
 				}
-			}()
+			})
 			return st
 		}
 		// Bigger than the server announced (RFC822.SIZE is an estimate on
@@ -193,7 +194,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		close(st.parsed)
 		return st
 	}
-	go func() {
+	p.helpers.run(func() {
 		defer close(st.parsed)
 		p.parsing <- struct{}{}
 		defer func() { <-p.parsing }()
@@ -206,7 +207,7 @@ func (p *Pipeline) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.Stag
 		// A message in a file of its own is stored under its content key.
 		p.parsedFrom(st, in, func() io.Reader { return io.NewSectionReader(f, 0, st.base.Size) },
 			func() string { return st.base.RawRef })
-	}()
+	})
 	return st
 }
 
