@@ -24,15 +24,29 @@ func alive(id string) bool {
 }
 
 // runOn runs a job on h and returns the goroutine it ran on.
-func runOn(h *helpers) string {
-	ran := make(chan string)
+func runOn(t *testing.T, h *helpers) string {
+	t.Helper()
+	ran := make(chan string, 1)
 	h.run(func() { ran <- goroutineID() })
-	return <-ran
+	return started(t, ran)
+}
+
+// started returns what a job sent on ran; it fails the test when the job
+// has not run within 10 s (it waits somewhere).
+func started(t *testing.T, ran <-chan string) string {
+	t.Helper()
+	select {
+	case id := <-ran:
+		return id
+	case <-time.After(10 * time.Second):
+		t.Fatal("job handed to run did not run within 10 s")
+		return ""
+	}
 }
 
 func TestHelperRunsTheNextJobOnceIdle(t *testing.T) {
 	h := newHelpers()
-	first := runOn(h)
+	first := runOn(t, h)
 	// Once back from the job, the helper takes the next one itself.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -55,19 +69,19 @@ func TestHelperRunsTheNextJobOnceIdle(t *testing.T) {
 func TestBusyHelperLeavesTheJobToAnother(t *testing.T) {
 	h := newHelpers()
 	release := make(chan struct{})
-	started := make(chan string)
-	h.run(func() { started <- goroutineID(); <-release })
-	busy := <-started
-	if other := runOn(h); other == busy {
+	defer close(release)
+	ran := make(chan string, 1)
+	h.run(func() { ran <- goroutineID(); <-release })
+	busy := started(t, ran)
+	if other := runOn(t, h); other == busy {
 		t.Fatalf("a job waited for the busy helper (goroutine %s)", busy)
 	}
-	close(release)
 }
 
 func TestIdleHelperEnds(t *testing.T) {
 	h := newHelpers()
 	h.idle = 10 * time.Millisecond
-	id := runOn(h)
+	id := runOn(t, h)
 	deadline := time.Now().Add(10 * time.Second)
 	for alive(id) {
 		if time.Now().After(deadline) {
