@@ -946,7 +946,6 @@ func (w *Worker) messageContext(ctx context.Context) (context.Context, func()) {
 type staged struct {
 	in  *Incoming
 	val Staged
-	log *slog.Logger
 }
 
 // stageBatch stages every message of the batch as its body streams in (one
@@ -957,8 +956,7 @@ func (w *Worker) stageBatch(ctx, outer context.Context, s *sess, uids []uint32, 
 	done := make(map[uint32]bool, len(uids))
 	var batch []staged
 	take := func(in *Incoming) {
-		log := w.log.With("uid", in.UID)
-		batch = append(batch, staged{in: in, val: w.stage(ctx, in, log), log: log})
+		batch = append(batch, staged{in: in, val: w.stage(ctx, in)})
 	}
 	var fetchSet imap.UIDSet
 	for _, uid := range uids {
@@ -1031,9 +1029,9 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 		case Quarantine:
 			quarantined.AddNum(imap.UID(st.in.UID))
 		case Retry:
-			st.log.Info("message left in the folder for the next cycle", "message_id", ids[i], "reason", d.Reason)
+			w.log.Info("message left in the folder for the next cycle", "uid", st.in.UID, "message_id", ids[i], "reason", d.Reason)
 		default:
-			st.log.Error("handler returned an unknown action; leaving the message for the next cycle", "message_id", ids[i], "action", d.Action, "reason", d.Reason)
+			w.log.Error("handler returned an unknown action; leaving the message for the next cycle", "uid", st.in.UID, "message_id", ids[i], "action", d.Action, "reason", d.Reason)
 		}
 	}
 	for _, mv := range []struct {
@@ -1052,9 +1050,9 @@ func (w *Worker) acknowledge(c *imapclient.Client, caps imap.CapSet, batch []sta
 			}
 			done[st.in.UID] = true
 			if mv.dest == w.cfg.ProcessedFolder {
-				st.log.Info("message processed", "message_id", ids[i], "moved_to", mv.dest, "reason", disps[i].Reason)
+				w.log.Info("message processed", "uid", st.in.UID, "message_id", ids[i], "moved_to", mv.dest, "reason", disps[i].Reason)
 			} else {
-				st.log.Warn("message quarantined", "message_id", ids[i], "moved_to", mv.dest, "reason", disps[i].Reason)
+				w.log.Warn("message quarantined", "uid", st.in.UID, "message_id", ids[i], "moved_to", mv.dest, "reason", disps[i].Reason)
 			}
 		}
 	}
@@ -1128,10 +1126,10 @@ func (w *Worker) fetchBodies(ctx, outer context.Context, s *sess, set imap.UIDSe
 
 // stage hands one message to the handler. A panic quarantines the message
 // without the handler: its Disposition stands in for the staged value.
-func (w *Worker) stage(ctx context.Context, in *Incoming, log *slog.Logger) (v Staged) {
+func (w *Worker) stage(ctx context.Context, in *Incoming) (v Staged) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.Error("handler panicked; quarantining the message", "message_id", in.MessageID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			w.log.Error("handler panicked; quarantining the message", "uid", in.UID, "message_id", in.MessageID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			v = stagePanic{Disposition{Action: Quarantine, Reason: fmt.Sprintf("panic: %v", r)}}
 		}
 	}()
