@@ -168,7 +168,7 @@ func (p *partReader) lines() bool {
 	if len(buf) == 0 || buf[0] == '-' {
 		return false
 	}
-	cut := bytes.Index(buf, []byte("\n-")) + 1
+	cut := indexDashLine(buf) + 1
 	if cut == 0 {
 		cut = bytes.LastIndexByte(buf, '\n') + 1
 	}
@@ -184,6 +184,23 @@ func (p *partReader) lines() bool {
 	p.pending = content // valid until br is read again, after it is returned
 	_, _ = br.Discard(cut)
 	return true
+}
+
+// indexDashLine is bytes.Index(buf, "\n-"), found from the "-" rather
+// than the line ending: base64 has no "-" at all, so an attachment's
+// buffer is one vectorised scan instead of a call per 78-byte line (which
+// had been a twentieth of parsing a backlog).
+func indexDashLine(buf []byte) int {
+	for off := 0; ; {
+		i := bytes.IndexByte(buf[off:], '-')
+		if i < 0 {
+			return -1
+		}
+		if at := off + i; at > 0 && buf[at-1] == '\n' {
+			return at - 1
+		}
+		off += i + 1
+	}
 }
 
 // normEncoding normalises a Content-Transfer-Encoding value, mapping the

@@ -87,6 +87,21 @@ func TestMultipartRunsSplitAsLines(t *testing.T) {
 	}
 }
 
+func TestIndexDashLineIsIndexOfNewlineDash(t *testing.T) {
+	pieces := []string{"-", "--", "\n", "\r\n", "a", "QUJD", "\n-", "x-y"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 5000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(pieces[rng.IntN(len(pieces))])
+		}
+		in := []byte(b.String())
+		if got, want := indexDashLine(in), bytes.Index(in, []byte("\n-")); got != want {
+			t.Fatalf("indexDashLine(%q) = %d, bytes.Index gives %d", in, got, want)
+		}
+	}
+}
+
 func TestDecoders(t *testing.T) {
 	qp := []struct{ in, want string }{
 		{"a=3Db", "a=b"},
