@@ -515,11 +515,12 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	if err != nil {
 		return 0, false, err
 	}
-	// The batch before must be committed before this one is (a reply in
-	// this one may belong to a case opened there), but with a mover it
-	// need not be moved yet: its move overlaps this commit. Older ones
-	// are done, so at most three batches are in the background (one
-	// deferred, the one that carries it, and this one).
+	// With a mover, the batch before may still be committing: this one's
+	// commit waits for it (a reply here may belong to a case opened
+	// there), and the next batch downloads meanwhile, so a slow commit
+	// (its fsyncs) holds up neither the download nor the CPU. Older ones
+	// are done: in the background are at most the batch before (with the
+	// one it carries) and this one, and two of them hold parsed messages.
 	if err := w.finishAllBut(s, true); err != nil {
 		return 0, false, err
 	}
@@ -552,6 +553,9 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	cctx := context.WithoutCancel(ctx)
 	go func(m *mover, validity uint32) {
 		defer close(f.finished)
+		if prev != nil {
+			<-prev.committed // commits in the order of the batches
+		}
 		r := flightResult{disps: w.commit(cctx, batch)}
 		for i := range batch {
 			batch[i].val = nil // the move needs no parsed message
@@ -708,17 +712,15 @@ func (w *Worker) finish(s *sess) error {
 }
 
 // finishAllBut is finish for all batches but the newest when keepMoving
-// is set and the mover moves that one: it is only waited for until it is
-// committed, and stays in flight while it is moved (with the one before
-// it, when that one waits to be carried).
+// is set and the mover moves that one: it stays in flight while it is
+// committed and moved (with the one before it, when that one waits to be
+// carried). Commits keep their order without this wait: each waits for
+// the one before it.
 func (w *Worker) finishAllBut(s *sess, keepMoving bool) error {
 	for len(s.flights) > 0 {
 		f := s.flights[0]
 		newest := s.flights[len(s.flights)-1]
 		if keepMoving && f.onMover && (f == newest || f.carrier == newest) {
-			// Moving, or waiting to be moved with the newest batch:
-			// only the commits are waited for (they are in order).
-			<-newest.committed
 			return nil
 		}
 		f.release()

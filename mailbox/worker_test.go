@@ -1147,6 +1147,48 @@ func TestBacklogOpensTheMoverBesideTheFirstDownload(t *testing.T) {
 	}
 }
 
+// While a batch of a backlog commits (its fsyncs are slow), the next two
+// download: the one after it waits for that commit before it commits,
+// not before the one after that downloads. Commits keep their order.
+func TestBacklogDownloadsWhileTheBatchBeforeCommits(t *testing.T) {
+	srv, p, cfg := backlogBehindProxy(t, 8)
+	thirdDownload := make(chan struct{})
+	var bodies atomic.Int32
+	p.OnCommand = func(conn int, line string) {
+		if conn == 1 && strings.Contains(strings.ToUpper(line), "BODY.PEEK[]") && bodies.Add(1) == 3 {
+			close(thirdDownload)
+		}
+	}
+	var calls atomic.Int32
+	var heldUntilThirdDownload atomic.Bool
+	h := &batchHandler{inbox: func() []uint32 {
+		if calls.Add(1) == 1 {
+			// The first commit lasts until the third batch downloads.
+			select {
+			case <-thirdDownload:
+				heldUntilThirdDownload.Store(true)
+			case <-time.After(waitFor):
+			}
+		}
+		return nil
+	}}
+	r := newBatchWorker(t, cfg, h, newCursors())
+	r.w.batch = 2
+	r.start(t)
+	r.waitEvent(t, "cycle", 4)
+	if got := len(messages(t, srv, "Processed")); got != 8 {
+		t.Fatalf("Processed holds %d messages, want 8", got)
+	}
+	if !heldUntilThirdDownload.Load() {
+		t.Error("the third batch was not downloaded while the first was committing")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if want := [][]uint32{{1, 2}, {3, 4}, {5, 6}, {7, 8}}; !slices.EqualFunc(h.commits, want, slices.Equal) {
+		t.Errorf("commits = %v, want %v", h.commits, want)
+	}
+}
+
 // While the mover moves batches of a backlog, the next one is already
 // committed: the move is the IMAP server's work, and holding the commit
 // for it left the machine idle. A batch waits to be moved together with
