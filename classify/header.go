@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/textproto"
-	"strings"
 )
 
 // field is one header field: canonical key and unfolded value. The value may
@@ -82,7 +81,9 @@ type headerResult struct {
 }
 
 // readLine reads one line including its line ending (none at EOF), adding its
-// length to *n and failing with errHeaderTooBig once *n exceeds max.
+// length to *n and failing with errHeaderTooBig once *n exceeds max. A line
+// that fits br's buffer is returned in it, valid until br is read again;
+// a longer one is copied together.
 func readLine(br *bufio.Reader, n *int, max int) ([]byte, error) {
 	var line []byte
 	for {
@@ -91,11 +92,14 @@ func readLine(br *bufio.Reader, n *int, max int) ([]byte, error) {
 		if *n > max {
 			return nil, errHeaderTooBig
 		}
-		line = append(line, frag...)
 		if err == bufio.ErrBufferFull {
+			line = append(line, frag...)
 			continue
 		}
-		return line, err
+		if line == nil {
+			return frag, err
+		}
+		return append(line, frag...), err
 	}
 }
 
@@ -132,21 +136,59 @@ func splitField(line []byte) (key, value []byte, ok bool) {
 	return key, line[i+1:], true
 }
 
-// unfold joins the lines of a folded field value: each line is trimmed of
-// surrounding spaces and tabs and the lines are joined with one space.
-func unfold(lines [][]byte) string {
-	var b strings.Builder
-	for _, l := range lines {
-		l = bytes.Trim(l, " \t\r")
-		if len(l) == 0 {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		b.Write(l)
+// unfolding collects a folded field value as its lines come: each line
+// is trimmed of surrounding spaces and tabs and the lines are joined with
+// one space. The lines need not outlive the call that adds them.
+type unfolding struct {
+	val      []byte
+	lines    int  // lines added, empty ones too
+	lastList bool // the last line ends in ";" or "," (a list wrapped without indentation)
+}
+
+func (u *unfolding) add(l []byte) {
+	u.lines++
+	l = bytes.Trim(l, " \t\r")
+	u.lastList = bytes.HasSuffix(l, []byte(";")) || bytes.HasSuffix(l, []byte(","))
+	if len(l) == 0 {
+		return
 	}
-	return b.String()
+	if len(u.val) > 0 {
+		u.val = append(u.val, ' ')
+	}
+	u.val = append(u.val, l...)
+}
+
+// value returns the unfolded value and empties u for the next field.
+func (u *unfolding) value() string {
+	v := string(u.val)
+	u.val, u.lines, u.lastList = u.val[:0], 0, false
+	return v
+}
+
+// commonKeys maps header field names as mail usually spells them to their
+// canonical form: most fields of a message are among them, and looking
+// one up costs neither an allocation nor canonicalKey's pass.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "Message-Id",
+		"In-Reply-To", "References", "Reply-To", "Sender", "Return-Path", "Received", "MIME-Version",
+		"Mime-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-ID",
+		"Content-Id", "Content-Language", "Content-Description", "DKIM-Signature", "Authentication-Results",
+		"ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results", "Received-SPF", "X-Mailer",
+		"User-Agent", "Thread-Topic", "Thread-Index", "Importance", "X-Priority", "Priority", "Precedence",
+		"Auto-Submitted", "List-Id", "List-Unsubscribe", "Delivered-To", "X-Original-To", "Organization",
+		"Accept-Language", "X-MS-Has-Attach", "X-MS-TNEF-Correlator", "X-Originating-IP", "Disposition-Notification-To"} {
+		m[k] = canonicalKey(k)
+	}
+	return m
+}()
+
+// fieldKey is canonicalKey for a field name read from a header.
+func fieldKey(k []byte) string {
+	if c, ok := commonKeys[string(k)]; ok {
+		return c
+	}
+	return canonicalKey(string(k))
 }
 
 // readHeader reads one header block from br, tolerating what real mail does
@@ -161,13 +203,13 @@ func unfold(lines [][]byte) string {
 func readHeader(br *bufio.Reader, max int, top bool) (headerResult, error) {
 	var res headerResult
 	var n int
-	var cur [][]byte // lines of the field being read
+	var cur unfolding // the value of the field being read
 	var curKey string
 	flush := func() {
 		if curKey != "" {
-			res.h = append(res.h, field{key: curKey, value: unfold(cur)})
+			res.h = append(res.h, field{key: curKey, value: cur.value()})
 		}
-		curKey, cur = "", nil
+		curKey = ""
 	}
 	first := true
 	for {
@@ -193,17 +235,18 @@ func readHeader(br *bufio.Reader, max int, top bool) (headerResult, error) {
 		}
 		switch {
 		case isWSP(content[0]) && curKey != "":
-			cur = append(cur, content)
+			cur.add(content)
 		case isWSP(content[0]) && first:
 			// A header that starts with white space: read the line as a field.
 			trimmed := bytes.TrimLeft(content, " \t")
 			if k, v, ok := splitField(trimmed); ok {
 				res.warnings = append(res.warnings, "header starts with white space")
-				curKey, cur = canonicalKey(string(k)), [][]byte{v}
+				curKey = fieldKey(k)
+				cur.add(v)
 			} else if top {
 				return res, errNoHeader
 			} else {
-				res.body = line
+				res.body = bytes.Clone(line) // out of br's buffer
 				res.warnings = append(res.warnings, "MIME part without header")
 				return res, nil
 			}
@@ -213,14 +256,15 @@ func readHeader(br *bufio.Reader, max int, top bool) (headerResult, error) {
 			k, v, ok := splitField(content)
 			if ok {
 				flush()
-				curKey, cur = canonicalKey(string(k)), [][]byte{v}
+				curKey = fieldKey(k)
+				cur.add(v)
 				break
 			}
 			if first {
 				if top {
 					return res, errNoHeader
 				}
-				res.body = line
+				res.body = bytes.Clone(line) // out of br's buffer
 				res.warnings = append(res.warnings, "MIME part without header")
 				return res, nil
 			}
@@ -229,17 +273,14 @@ func readHeader(br *bufio.Reader, max int, top bool) (headerResult, error) {
 				flush()
 				break
 			}
-			if curKey != "" && len(cur) > 0 {
-				last := bytes.TrimRight(cur[len(cur)-1], " \t\r")
-				if bytes.HasSuffix(last, []byte(";")) || bytes.HasSuffix(last, []byte(",")) {
-					res.warnings = append(res.warnings, "header line without indentation joined to the previous field")
-					cur = append(cur, content)
-					break
-				}
+			if curKey != "" && cur.lines > 0 && cur.lastList {
+				res.warnings = append(res.warnings, "header line without indentation joined to the previous field")
+				cur.add(content)
+				break
 			}
 			res.warnings = append(res.warnings, "header not ended by a blank line")
 			flush()
-			res.body = line
+			res.body = bytes.Clone(line) // out of br's buffer
 			return res, nil
 		}
 		first = false
