@@ -116,17 +116,21 @@ func New(st *store.Store, r *notify.Renderer, opts Options, log *slog.Logger, on
 		parsing: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), helpers: newHelpers()}
 }
 
-var _ mailbox.Handler = (*Pipeline)(nil)
+var (
+	_ mailbox.Handler  = (*Pipeline)(nil)
+	_ mailbox.Preparer = (*Pipeline)(nil)
+)
 
 // staged is one message between Stage and Commit: either its answer is
 // already known (disp), or it waits for a quarantine record (reason) or a
 // decision (msg).
 type staged struct {
-	base   store.Decision
-	disp   *mailbox.Disposition
-	reason string // quarantine reason; base.Signal holds the detail
-	msg    *classify.Message
-	parsed chan struct{} // closed once reason or msg is set; nil when no parse runs
+	prepared bool // parsed and made durable (or answered): Commit only decides
+	base     store.Decision
+	disp     *mailbox.Disposition
+	reason   string // quarantine reason; base.Signal holds the detail
+	msg      *classify.Message
+	parsed   chan struct{} // closed once reason or msg is set; nil when no parse runs
 }
 
 // Stage stores one message's bytes (not yet durable) and parses them;
@@ -283,24 +287,17 @@ func (p *Pipeline) parsedFrom(st *staged, raw func() io.Reader, contentKey func(
 // that cannot become a case (also committed), and Retry when the store
 // could not take it.
 func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
-	items := make([]*staged, len(batch))
+	items := stagedItems(batch)
+	p.prepare(items)
 	var pending []*staged
-	for i, v := range batch {
-		items[i] = v.(*staged)
-		if items[i].parsed != nil {
-			<-items[i].parsed
-		}
-		if items[i].disp == nil {
-			pending = append(pending, items[i])
+	for _, st := range items {
+		if st.disp == nil {
+			pending = append(pending, st)
 		}
 	}
-	if len(pending) > 0 {
-		if err := p.store.MakeDurable(rawRefs(pending)); err != nil {
-			p.notDurable(pending, err)
-		} else if len(pending) == 1 || !p.commitTogether(pending) {
-			for _, st := range pending {
-				p.commitAlone(st)
-			}
+	if len(pending) == 1 || len(pending) > 1 && !p.commitTogether(pending) {
+		for _, st := range pending {
+			p.commitAlone(st)
 		}
 	}
 	out := make([]mailbox.Disposition, len(items))
@@ -309,6 +306,50 @@ func (p *Pipeline) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox
 		out[i].MessageID = st.base.MessageID
 	}
 	return out
+}
+
+// Prepare waits for the batch's parses and makes its raw bytes durable
+// with one sync; the worker calls it beside the commit of the batch
+// before (mailbox.Preparer), which left that sync on the path every batch
+// takes in turn: 2-57 ms of a 100-200 ms commit on the bench. A message
+// whose bytes could not be made durable answers Retry.
+func (p *Pipeline) Prepare(ctx context.Context, batch []mailbox.Staged) {
+	p.prepare(stagedItems(batch))
+}
+
+func stagedItems(batch []mailbox.Staged) []*staged {
+	items := make([]*staged, len(batch))
+	for i, v := range batch {
+		items[i] = v.(*staged)
+	}
+	return items
+}
+
+// prepare is Prepare for the items not prepared yet. They are marked
+// prepared only once their sync has answered, so that a Prepare cut short
+// (a panic) leaves the sync to Commit.
+func (p *Pipeline) prepare(items []*staged) {
+	var todo, pending []*staged
+	for _, st := range items {
+		if st.prepared {
+			continue
+		}
+		todo = append(todo, st)
+		if st.parsed != nil {
+			<-st.parsed
+		}
+		if st.disp == nil {
+			pending = append(pending, st)
+		}
+	}
+	if len(pending) > 0 {
+		if err := p.store.MakeDurable(rawRefs(pending)); err != nil {
+			p.notDurable(pending, err)
+		}
+	}
+	for _, st := range todo {
+		st.prepared = true
+	}
 }
 
 // Handle stages and commits one message.

@@ -87,6 +87,18 @@ type Handler interface {
 	Commit(ctx context.Context, batch []Staged) []Disposition
 }
 
+// Preparer is a Handler that readies a staged batch for its Commit (waits
+// for its parsing, makes its bytes durable) in a step of its own. During a
+// backlog the worker calls Prepare for a batch as soon as it is staged,
+// while the batch before it may still be committing, and Commit for it
+// after that one: so the batches' commits, which go one at a time in their
+// order, do only what must go in that order. Prepare may run beside a
+// Commit and beside another Prepare; a panic in it is recovered and
+// logged, and Commit must still do whatever Prepare left undone.
+type Preparer interface {
+	Prepare(ctx context.Context, batch []Staged)
+}
+
 // Staged is what a Handler's Stage returns and its Commit gets back.
 type Staged any
 

@@ -553,6 +553,7 @@ func (w *Worker) poll(ctx context.Context, s *sess, from uint32) (last uint32, m
 	cctx := context.WithoutCancel(ctx)
 	go func(m *mover, validity uint32) {
 		defer close(f.finished)
+		w.prepareBatch(cctx, batch) // beside the commit of the batch before
 		if prev != nil {
 			<-prev.committed // commits in the order of the batches
 		}
@@ -1141,20 +1142,48 @@ func (w *Worker) stage(ctx context.Context, in *Incoming) (v Staged) {
 // stagePanic marks a message whose Stage panicked.
 type stagePanic struct{ d Disposition }
 
+// handed are the staged values of the batch the handler gets back (less
+// the messages whose Stage panicked), and the index in batch of each.
+func handed(batch []staged) (vals []Staged, at []int) {
+	for i, st := range batch {
+		if _, ok := st.val.(stagePanic); !ok {
+			vals, at = append(vals, st.val), append(at, i)
+		}
+	}
+	return vals, at
+}
+
+// prepareBatch has a Preparer handler ready the batch for its commit. A
+// panic is logged and leaves the work to Commit.
+func (w *Worker) prepareBatch(ctx context.Context, batch []staged) {
+	p, ok := w.h.(Preparer)
+	if !ok {
+		return
+	}
+	vals, _ := handed(batch)
+	if len(vals) == 0 {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("handler panicked while preparing a batch; its commit does the rest", "panic", fmt.Sprint(r),
+				"messages", len(vals), "stack", string(debug.Stack()))
+		}
+	}()
+	p.Prepare(ctx, vals)
+}
+
 // commit has the handler commit the batch (less the messages whose Stage
 // panicked). A panic here leaves every message for the next cycle: the
 // handler is expected to isolate a single message's failure itself.
 func (w *Worker) commit(ctx context.Context, batch []staged) (disps []Disposition) {
 	disps = make([]Disposition, len(batch))
-	var vals []Staged
-	var at []int // index in batch of each of vals
 	for i, st := range batch {
 		if p, ok := st.val.(stagePanic); ok {
 			disps[i] = p.d
-			continue
 		}
-		vals, at = append(vals, st.val), append(at, i)
 	}
+	vals, at := handed(batch)
 	if len(vals) == 0 {
 		return disps
 	}

@@ -1103,12 +1103,19 @@ func backlogBehindProxy(t *testing.T, n int) (*devmail.Server, *devmail.FaultPro
 // ([1 2] [3 4] [5 6]) until all are in Processed.
 func drainBacklog(t *testing.T, srv *devmail.Server, cfg config.Mailbox, cs CursorStore) *running {
 	t.Helper()
-	r := newBatchWorker(t, cfg, &batchHandler{inbox: func() []uint32 { return nil }}, cs)
+	return drainWith(t, srv, cfg, &batchHandler{inbox: func() []uint32 { return nil }}, cs, 6)
+}
+
+// drainWith runs a worker with h in batches of two over a backlog of n
+// messages (n even) until all are in Processed.
+func drainWith(t *testing.T, srv *devmail.Server, cfg config.Mailbox, h Handler, cs CursorStore, n int) *running {
+	t.Helper()
+	r := newBatchWorker(t, cfg, h, cs)
 	r.w.batch = 2
 	r.start(t)
-	r.waitEvent(t, "cycle", 3)
-	if got := len(messages(t, srv, "Processed")); got != 6 {
-		t.Fatalf("Processed holds %d messages, want 6", got)
+	r.waitEvent(t, "cycle", n/2)
+	if got := len(messages(t, srv, "Processed")); got != n {
+		t.Fatalf("Processed holds %d messages, want %d", got, n)
 	}
 	return r
 }
@@ -1128,11 +1135,7 @@ func TestBacklogOpensTheMoverBesideTheFirstDownload(t *testing.T) {
 			once.Do(func() { close(moverSelected) })
 		case conn == 1 && strings.Contains(upper, "BODY.PEEK[]"):
 			// The first batch's bodies wait for the second connection.
-			select {
-			case <-moverSelected:
-				heldUntilSelected.Store(true)
-			case <-time.After(waitFor):
-			}
+			heldUntilSelected.Store(arrives(moverSelected))
 		}
 	}
 	r := newBatchWorker(t, cfg, &batchHandler{inbox: func() []uint32 { return nil }}, newCursors())
@@ -1164,27 +1167,76 @@ func TestBacklogDownloadsWhileTheBatchBeforeCommits(t *testing.T) {
 	h := &batchHandler{inbox: func() []uint32 {
 		if calls.Add(1) == 1 {
 			// The first commit lasts until the third batch downloads.
-			select {
-			case <-thirdDownload:
-				heldUntilThirdDownload.Store(true)
-			case <-time.After(waitFor):
-			}
+			heldUntilThirdDownload.Store(arrives(thirdDownload))
 		}
 		return nil
 	}}
-	r := newBatchWorker(t, cfg, h, newCursors())
-	r.w.batch = 2
-	r.start(t)
-	r.waitEvent(t, "cycle", 4)
-	if got := len(messages(t, srv, "Processed")); got != 8 {
-		t.Fatalf("Processed holds %d messages, want 8", got)
-	}
+	drainWith(t, srv, cfg, h, newCursors(), 8)
 	if !heldUntilThirdDownload.Load() {
 		t.Error("the third batch was not downloaded while the first was committing")
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if want := [][]uint32{{1, 2}, {3, 4}, {5, 6}, {7, 8}}; !slices.EqualFunc(h.commits, want, slices.Equal) {
+		t.Errorf("commits = %v, want %v", h.commits, want)
+	}
+}
+
+// arrives waits for ch to be closed, up to waitFor, and reports whether
+// it was.
+func arrives(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(waitFor):
+		return false
+	}
+}
+
+// preparingHandler is batchHandler with a Prepare step.
+type preparingHandler struct {
+	*batchHandler
+	prepared func(uids []uint32)
+}
+
+func (h preparingHandler) Prepare(_ context.Context, batch []Staged) {
+	var uids []uint32
+	for _, v := range batch {
+		uids = append(uids, v.(batchStaged).uid)
+	}
+	h.prepared(uids)
+}
+
+// A Preparer's batch is prepared beside the commit of the batch before it
+// (on the bench, the raw store's sync came off the path the batches'
+// commits take one at a time), and committed after it.
+func TestBacklogPreparesTheNextBatchWhileTheLastCommits(t *testing.T) {
+	srv, _, cfg := backlogBehindProxy(t, 6)
+	secondPrepared := make(chan struct{})
+	var preps atomic.Int32
+	var calls atomic.Int32
+	var heldUntilPrepared atomic.Bool
+	h := preparingHandler{
+		batchHandler: &batchHandler{inbox: func() []uint32 {
+			if calls.Add(1) == 1 {
+				// The first commit lasts until the second batch is prepared.
+				heldUntilPrepared.Store(arrives(secondPrepared))
+			}
+			return nil
+		}},
+		prepared: func(uids []uint32) {
+			if preps.Add(1) == 2 {
+				close(secondPrepared)
+			}
+		},
+	}
+	drainWith(t, srv, cfg, h, newCursors(), 6)
+	if !heldUntilPrepared.Load() || preps.Load() != 3 {
+		t.Errorf("second batch prepared during the first commit: %v; %d batches prepared, want 3", heldUntilPrepared.Load(), preps.Load())
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if want := [][]uint32{{1, 2}, {3, 4}, {5, 6}}; !slices.EqualFunc(h.commits, want, slices.Equal) {
 		t.Errorf("commits = %v, want %v", h.commits, want)
 	}
 }

@@ -68,14 +68,27 @@ func (i instrumented) Stage(ctx context.Context, in *mailbox.Incoming) mailbox.S
 	return timedStage{v: i.next.Stage(ctx, in), mailbox: in.Mailbox, start: start}
 }
 
-// Commit times each message from the start of its Stage to the end of the
-// batch's commit: how long it took to become durable.
-func (i instrumented) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
+// Prepare passes the batch on when the handler prepares batches
+// (mailbox.Preparer).
+func (i instrumented) Prepare(ctx context.Context, batch []mailbox.Staged) {
+	if p, ok := i.next.(mailbox.Preparer); ok {
+		p.Prepare(ctx, untimed(batch))
+	}
+}
+
+// untimed is the batch as the handler staged it.
+func untimed(batch []mailbox.Staged) []mailbox.Staged {
 	vals := make([]mailbox.Staged, len(batch))
 	for j, v := range batch {
 		vals[j] = v.(timedStage).v
 	}
-	ds := i.next.Commit(ctx, vals)
+	return vals
+}
+
+// Commit times each message from the start of its Stage to the end of the
+// batch's commit: how long it took to become durable.
+func (i instrumented) Commit(ctx context.Context, batch []mailbox.Staged) []mailbox.Disposition {
+	ds := i.next.Commit(ctx, untimed(batch))
 	end := time.Now()
 	for j, v := range batch {
 		ts := v.(timedStage)
