@@ -141,12 +141,10 @@ func splitField(line []byte) (key, value []byte, ok bool) {
 // one space. The lines need not outlive the call that adds them.
 type unfolding struct {
 	val      []byte
-	lines    int  // lines added, empty ones too
 	lastList bool // the last line ends in ";" or "," (a list wrapped without indentation)
 }
 
 func (u *unfolding) add(l []byte) {
-	u.lines++
 	l = bytes.Trim(l, " \t\r")
 	u.lastList = bytes.HasSuffix(l, []byte(";")) || bytes.HasSuffix(l, []byte(","))
 	if len(l) == 0 {
@@ -161,7 +159,7 @@ func (u *unfolding) add(l []byte) {
 // value returns the unfolded value and empties u for the next field.
 func (u *unfolding) value() string {
 	v := string(u.val)
-	u.val, u.lines, u.lastList = u.val[:0], 0, false
+	u.val, u.lastList = u.val[:0], false
 	return v
 }
 
@@ -273,7 +271,7 @@ func readHeader(br *bufio.Reader, max int, top bool) (headerResult, error) {
 				flush()
 				break
 			}
-			if curKey != "" && cur.lines > 0 && cur.lastList {
+			if curKey != "" && cur.lastList {
 				res.warnings = append(res.warnings, "header line without indentation joined to the previous field")
 				cur.add(content)
 				break
