@@ -1228,6 +1228,53 @@ func TestBacklogDownloadsWhileTheBatchBeforeCommits(t *testing.T) {
 	}
 }
 
+// While the mover is slow to move a backlog's first batches, the batches
+// after them are downloaded and committed meanwhile: waiting for those
+// moves held up the next download and the preparing of the batch just
+// staged. The moves keep their order, and the cursor passes a batch only
+// once it is moved.
+func TestBacklogDownloadsWhileOlderBatchesAreMoved(t *testing.T) {
+	srv, p, cfg := backlogBehindProxy(t, 10)
+	fifthStaged := make(chan struct{})
+	var mu sync.Mutex
+	var moves []string
+	var heldUntilStaged atomic.Bool
+	p.OnCommand = func(conn int, line string) {
+		upper := strings.ToUpper(line)
+		if !strings.Contains(upper, " MOVE ") {
+			return
+		}
+		mu.Lock()
+		moves = append(moves, strings.Fields(upper)[3]) // tag UID MOVE set folder
+		first := len(moves) == 1
+		mu.Unlock()
+		if first {
+			// Hold the first two batches' move until the fifth batch
+			// is downloaded.
+			heldUntilStaged.Store(arrives(fifthStaged))
+		}
+	}
+	var once sync.Once
+	h := &stageHook{batchHandler: &batchHandler{inbox: func() []uint32 { return nil }}, stage: func(in *Incoming) {
+		if in.UID == 9 {
+			once.Do(func() { close(fifthStaged) })
+		}
+	}}
+	cs := newCursors()
+	drainWith(t, srv, cfg, h, cs, 10)
+	if !heldUntilStaged.Load() {
+		t.Error("the fifth batch was not downloaded while the first two were being moved")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(moves, []string{"1:4", "5:8", "9:10"}) {
+		t.Errorf("moved %v, want batches two by two, in order", moves)
+	}
+	if c := cs.get(cfg.Name); c.LastUID != 10 {
+		t.Errorf("cursor at UID %d after the backlog, want 10", c.LastUID)
+	}
+}
+
 // arrives waits for ch to be closed, up to waitFor, and reports whether
 // it was.
 func arrives(ch <-chan struct{}) bool {
