@@ -63,11 +63,19 @@ func DefaultUrgentPhrases() []string {
 // nothing.
 type Urgency struct {
 	phrases []urgentPhrase
+	// byFirst lists, for each first word, the phrases starting with it in
+	// configuration order: a subject is looked up a word at a time
+	// instead of searched for each of the ~120 default phrases (6 µs a
+	// subject, 2 % of the daemon's CPU in a drain).
+	byFirst map[string][]int
 }
 
 type urgentPhrase struct {
-	given  string // as configured, for reporting
-	tokens string // Fold, then words joined by single spaces
+	given string // as configured, for reporting
+	// inner is the phrase as matched: Fold, then words joined by single
+	// spaces, between two spaces. Made once: built for every phrase of
+	// every subject matched, it was a hundred allocations a message.
+	inner string
 }
 
 // NewUrgency prepares phrases for Match. Each phrase is folded the way
@@ -75,7 +83,7 @@ type urgentPhrase struct {
 // like white space, so "production-down" and "production down" are the same
 // phrase. Phrases with no word left, and repeats, are ignored.
 func NewUrgency(phrases []string) *Urgency {
-	u := &Urgency{}
+	u := &Urgency{byFirst: map[string][]int{}}
 	seen := map[string]bool{}
 	for _, p := range phrases {
 		t := words(Fold(p))
@@ -83,7 +91,9 @@ func NewUrgency(phrases []string) *Urgency {
 			continue
 		}
 		seen[t] = true
-		u.phrases = append(u.phrases, urgentPhrase{given: p, tokens: t})
+		first, _, _ := strings.Cut(t, " ")
+		u.byFirst[first] = append(u.byFirst[first], len(u.phrases))
+		u.phrases = append(u.phrases, urgentPhrase{given: p, inner: " " + t + " "})
 	}
 	return u
 }
@@ -102,12 +112,25 @@ func (u *Urgency) Match(subject string) (phrase string, ok bool) {
 		return "", false
 	}
 	s := " " + words(Fold(StripReplyPrefixes(subject))) + " "
-	for _, p := range u.phrases {
-		if strings.Contains(s, " "+p.tokens+" ") {
-			return p.given, true
+	best := len(u.phrases)
+	// s is words between single spaces; at is the space before a word.
+	for at := 0; at < len(s)-1; {
+		next := at + 1 + strings.IndexByte(s[at+1:], ' ')
+		for _, k := range u.byFirst[s[at+1:next]] {
+			if k >= best {
+				break
+			}
+			if strings.HasPrefix(s[at:], u.phrases[k].inner) {
+				best = k
+				break
+			}
 		}
+		at = next
 	}
-	return "", false
+	if best == len(u.phrases) {
+		return "", false
+	}
+	return u.phrases[best].given, true
 }
 
 // words keeps the letters, digits and marks of s, turning every other run of

@@ -271,6 +271,26 @@ func TestNewUrgency(t *testing.T) {
 	}
 }
 
+// Match reports the first phrase in configuration order, wherever in the
+// subject each is found, also among phrases that begin with the same word.
+func TestUrgencyMatchReportsTheFirstConfiguredPhrase(t *testing.T) {
+	u := NewUrgency([]string{"Site down", "DB down now", "Server down", "DB down"})
+	tests := []struct{ subject, want string }{
+		{"server down, and the site down too", "Site down"},
+		{"db down", "DB down"},
+		{"db down now", "DB down now"},
+		{"db down, server down", "Server down"},
+		{"server down now, db down now", "DB down now"},
+		{"db", ""},
+	}
+	for _, tt := range tests {
+		got, ok := u.Match(tt.subject)
+		if ok != (tt.want != "") || got != tt.want {
+			t.Errorf("Match(%q) = %q, %v; want %q", tt.subject, got, ok, tt.want)
+		}
+	}
+}
+
 func TestFold(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"PRODUKTION  Ausgefällen", "produktion ausgefallen"},
